@@ -1,0 +1,46 @@
+# modeldeploy: `make dev` for the playground, `make test` for the whole suite.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STATE_DIR ?= .dev
+CLUSTER_STATE := $(STATE_DIR)/cluster
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[operator,runtime,dev]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with the operator, runtime and dev dependencies
+
+.PHONY: binaries
+binaries: ## Build (once, cached outside the repo) etcd, kube-*, kubectl, kwok and helm
+	devcluster/build-binaries.sh >/dev/null
+
+.PHONY: cluster-up
+cluster-up: venv binaries ## Start the local control plane with simulated GPU nodes; prints export lines
+	$(PY) -m modeldeploy_devcluster up --state-dir $(CLUSTER_STATE)
+
+.PHONY: cluster-down
+cluster-down: ## Stop exactly what cluster-up started and remove its data
+	@if [ -x $(PY) ]; then $(PY) -m modeldeploy_devcluster down --state-dir $(CLUSTER_STATE); fi
+
+.PHONY: lint
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy operator/modeldeploy_operator runtime/modeldeploy_runtime devcluster/modeldeploy_devcluster
+
+.PHONY: test
+test: venv binaries ## The whole suite: lint, unit, runtime, control-plane integration
+	$(MAKE) lint
+	$(VENV)/bin/pytest -q
