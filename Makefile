@@ -44,3 +44,15 @@ lint: venv ## ruff and mypy
 test: venv binaries ## The whole suite: lint, unit, runtime, control-plane integration
 	$(MAKE) lint
 	$(VENV)/bin/pytest -q
+
+.PHONY: crds
+crds: venv ## Render crds/ from the pydantic models (the one source of truth)
+	$(PY) -m modeldeploy_operator.api.crd > crds/modeldeployments.serving.modeldeploy.dev.yaml
+
+.PHONY: test-unit
+test-unit: venv ## Unit tests of pure functions (no cluster)
+	$(VENV)/bin/pytest -q tests/unit
+
+.PHONY: run-operator
+run-operator: venv ## Run the operator against $$KUBECONFIG
+	$(PY) -m modeldeploy_operator --bind-address 127.0.0.1

@@ -1,0 +1,382 @@
+"""ModelDeployment v1alpha1: the one source of truth for the resource's shape.
+
+The CRD in crds/ is rendered from these models (``python -m modeldeploy_operator.api.crd``) and a test keeps
+the two in step, so every field's type, default, bounds, description and CEL rule lives here once. The operator
+parses each object into these frozen models at the edge of a handler; the apiserver has already enforced the same
+rules at apply time, so a parse failure means a schema/operator version skew, reported as a permanent error.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonDict
+
+from modeldeploy_operator.api.quantity import QUANTITY_PATTERN
+
+GROUP = "serving.modeldeploy.dev"
+VERSION = "v1alpha1"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ("md",)
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
+MAX_GPUS_PER_POD = 16
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
+    """One CEL rule for x-kubernetes-validations; the message names the field and what is allowed."""
+    validation: JsonDict = {"rule": rule, "message": message}
+    if field_path:
+        validation["fieldPath"] = field_path
+    return validation
+
+
+Quantity = Annotated[
+    str | int,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+FreeFormObject = Annotated[
+    dict[str, Any], WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True})
+]
+GpuProducts = Annotated[
+    str | list[str],
+    WithJsonSchema(
+        {
+            "x-kubernetes-preserve-unknown-fields": True,
+            "x-kubernetes-validations": [
+                cel(
+                    "type(self) == string ? self != '' : "
+                    "(type(self) == list && size(self) > 0 && self.all(p, type(p) == string && p != ''))",
+                    "gpu.product must be one non-empty product name "
+                    "(the node label nvidia.com/gpu.product, e.g. NVIDIA-H100-80GB-HBM3) or a non-empty list of them",
+                )
+            ],
+        }
+    ),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
+
+
+class ModelSource(_Model):
+    """Which model to serve and where its file comes from."""
+
+    name: DnsLabel | None = Field(
+        default=None,
+        description="Name the model is served under (the {name} in /v2/models/{name}/infer). "
+        "Defaults to metadata.name. Lowercase letters, digits and '-', at most 63 characters.",
+    )
+    uri: Annotated[str, StringConstraints(min_length=1, max_length=2048)] = Field(
+        description="Where the model file is: pvc://CLAIM/PATH (the claim is mounted read-only, no copy), "
+        "https://HOST/PATH (fetched by an init container before the server starts), or file:///PATH "
+        "(a file baked into the runtime image).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.matches('^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[^/].*$') "
+                    "|| self.matches('^https://[^/\\\\s]+/[^\\\\s]+$') || self.matches('^file:///[^\\\\s]+$')",
+                    "model.uri must be pvc://CLAIM/PATH, https://HOST/PATH or file:///PATH",
+                )
+            ]
+        },
+    )
+    format: Literal["torchscript", "exported-program"] | None = Field(
+        default=None,
+        description="Serialization of the model file: torchscript (torch.jit.save) or exported-program "
+        "(torch.export.save, .pt2). Inferred by the runtime from the file when not set.",
+    )
+    sha256: Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{64}$")] | None = Field(
+        default=None,
+        description="Expected SHA-256 of the model file, 64 lowercase hex digits. Verified before the model "
+        "is served; a mismatch stops the rollout with reason ChecksumMismatch.",
+    )
+
+
+class GpuSpec(_Model):
+    """GPUs for each replica and where they may come from."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "default": {},
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.product) || self.count > 0",
+                    "gpu.product can only be set when gpu.count is greater than 0",
+                    ".product",
+                ),
+            ],
+        }
+    )
+
+    count: Annotated[int, Field(ge=0, le=MAX_GPUS_PER_POD)] = Field(
+        default=0,
+        description=f"GPUs per replica, 0 to {MAX_GPUS_PER_POD}. 0 runs on the CPU; more than 0 sets the "
+        "GPU resource limit and tolerates the nvidia.com/gpu taint.",
+    )
+    product: GpuProducts | None = Field(
+        default=None,
+        description="GPU model(s) the replicas may run on: one product name or a list, matched against the "
+        "nvidia.com/gpu.product node label (set by NVIDIA GPU feature discovery) as required node affinity.",
+    )
+    resource_name: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}/[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
+            max_length=253,
+        ),
+    ] = Field(
+        default=DEFAULT_GPU_RESOURCE,
+        description="Extended resource that counts GPUs: nvidia.com/gpu, or a MIG slice such as "
+        "nvidia.com/mig-1g.10gb, or another vendor's (amd.com/gpu).",
+    )
+    shared_memory: Quantity | None = Field(
+        default=None,
+        description="Size of an in-memory /dev/shm for the runtime (e.g. 2Gi); PyTorch data loaders and NCCL "
+        "need more than the container default of 64Mi.",
+    )
+
+
+def _limit_not_below_request(resource: str) -> JsonDict:
+    return cel(
+        f"!(has(self.requests) && has(self.limits) && '{resource}' in self.requests && '{resource}' in self.limits) || "
+        f"!quantity(string(self.limits['{resource}'])).isLessThan(quantity(string(self.requests['{resource}'])))",
+        f"runtime.resources.limits.{resource} must be at least runtime.resources.requests.{resource}",
+    )
+
+
+_CONTAINER_RESOURCES = "['cpu', 'memory', 'ephemeral-storage']"
+
+
+class ResourceRequirements(_Model):
+    """CPU and memory for the runtime container. GPUs are set by gpu.count, not here."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "default": {},
+            "x-kubernetes-validations": [
+                cel(
+                    f"(!has(self.requests) || self.requests.all(k, k in {_CONTAINER_RESOURCES} "
+                    "|| k.startsWith('hugepages-'))) && "
+                    f"(!has(self.limits) || self.limits.all(k, k in {_CONTAINER_RESOURCES} "
+                    "|| k.startsWith('hugepages-')))",
+                    "runtime.resources may name only cpu, memory, ephemeral-storage and hugepages-*; "
+                    "set GPUs with gpu.count and gpu.resourceName",
+                ),
+                _limit_not_below_request("cpu"),
+                _limit_not_below_request("memory"),
+            ],
+        }
+    )
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="Minimum resources, e.g. {cpu: '2', memory: 8Gi}."
+    )
+    limits: dict[str, Quantity] = Field(default_factory=dict, description="Maximum resources, e.g. {memory: 8Gi}.")
+
+
+class EnvVar(_Model):
+    """An environment variable for the runtime container."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=256)] = Field(
+        description="Variable name."
+    )
+    value: str | None = Field(default=None, description="Literal value.")
+    value_from: FreeFormObject | None = Field(
+        default=None,
+        description="A source for the value (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef), "
+        "exactly as in a Pod's env.",
+    )
+
+
+class RuntimeSpec(_Model):
+    """The inference server container: image, resources, batching and environment."""
+
+    model_config = ConfigDict(json_schema_extra={"default": {}})
+
+    image: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = Field(
+        default=None, description="Runtime image. Defaults to the operator's configured runtime image."
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="When the kubelet pulls the image."
+    )
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements,
+        description="CPU and memory requests and limits for the runtime container.",
+    )
+    max_batch_size: Annotated[int, Field(ge=1, le=1024)] = Field(
+        default=32, description="Most requests the dynamic batcher runs in one forward pass, 1 to 1024."
+    )
+    max_batch_delay_ms: Annotated[int, Field(ge=0, le=10000)] = Field(
+        default=5,
+        description="Longest a request waits for others to fill a batch, in milliseconds (0-10000).",
+    )
+    max_queue_size: Annotated[int, Field(ge=1, le=1000000)] | None = Field(
+        default=None,
+        description="Requests allowed to wait; beyond it the server answers 429 with Retry-After. "
+        "Runtime default when unset.",
+    )
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        default="float32", description="Precision the model runs in: float32, float16 or bfloat16."
+    )
+    startup_timeout_seconds: Annotated[int, Field(ge=30, le=86400)] = Field(
+        default=1800,
+        description="How long the model may take to load and warm up before the container is restarted "
+        "(the startup probe's budget), 30 to 86400 seconds.",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        description="Extra environment variables; one with the same name as an operator-set MODELDEPLOY_* "
+        "variable overrides it.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+
+class Toleration(_Model):
+    """A toleration, as in a Pod spec."""
+
+    key: str | None = Field(default=None, description="Taint key; empty with operator Exists tolerates all.")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value, for operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; all effects when empty."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="For NoExecute: how long the pod stays bound after the taint appears."
+    )
+
+
+class SchedulingSpec(_Model):
+    """Where the replicas may run, on top of what gpu implies."""
+
+    model_config = ConfigDict(json_schema_extra={"default": {}})
+
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the replicas require.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        description="Extra tolerations. The toleration for the GPU resource's taint is added when gpu.count > 0.",
+    )
+    affinity: FreeFormObject | None = Field(
+        default=None,
+        description="Pod affinity/anti-affinity and node affinity, as in a Pod spec. The gpu.product "
+        "requirement is added to every required node selector term.",
+    )
+    priority_class_name: str | None = Field(default=None, description="PriorityClass of the replicas.")
+    runtime_class_name: str | None = Field(
+        default=None,
+        description="RuntimeClass for the replicas (e.g. nvidia, when GPUs need the NVIDIA runtime).",
+    )
+
+
+class ServiceSpec(_Model):
+    """How the model is reached inside (or outside) the cluster."""
+
+    model_config = ConfigDict(json_schema_extra={"default": {}})
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP", description="Service type: ClusterIP, NodePort or LoadBalancer."
+    )
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        default=80,
+        description="Port the Service listens on, 1-65535; it forwards to the runtime's HTTP port.",
+    )
+
+
+class PodMetadata(_Model):
+    """Labels and annotations added to every replica's Pod."""
+
+    model_config = ConfigDict(json_schema_extra={"default": {}})
+
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra Pod labels.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra Pod annotations.")
+
+
+class LocalObjectReference(_Model):
+    """A reference to an object in the same namespace."""
+
+    name: DnsLabel = Field(description="Name of the object.")
+
+
+class ModelDeploymentSpec(_Model):
+    """The desired state of a model service."""
+
+    model: ModelSource = Field(description="The model to serve.")
+    replicas: Annotated[int, Field(ge=0, le=10000)] = Field(
+        default=1,
+        description="Number of replicas, 0 to 10000. Also set by `kubectl scale` and by an HPA targeting this "
+        "ModelDeployment; while an HPA targets the Deployment directly, the HPA's count wins.",
+    )
+    gpu: GpuSpec = Field(default_factory=GpuSpec, description="GPUs per replica.")
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec, description="The inference server container.")
+    scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec, description="Node placement.")
+    service: ServiceSpec = Field(default_factory=ServiceSpec, description="The Service in front of the replicas.")
+    pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="Extra Pod labels and annotations.")
+    service_account_name: DnsLabel | None = Field(
+        default=None,
+        description="ServiceAccount the replicas run as (e.g. one with access to a PVC's storage). "
+        "Its API token is not mounted.",
+    )
+    image_pull_secrets: list[LocalObjectReference] = Field(
+        default_factory=list, description="Secrets for pulling the runtime image from a private registry."
+    )
+    progress_deadline_seconds: Annotated[int, Field(ge=60, le=86400)] = Field(
+        default=900,
+        description="How long a rollout may make no progress before it is reported as ProgressDeadlineExceeded, "
+        "60 to 86400 seconds.",
+    )
+
+
+ConditionType = Literal["Ready", "Progressing", "Degraded"]
+
+
+class Condition(_Model):
+    """A condition, following the Kubernetes (metav1.Condition) and kstatus conventions."""
+
+    type: str = Field(description="Ready, Progressing or Degraded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="One CamelCase word for why.")
+    message: str = Field(default="", description="What happened, in words a user can act on.")
+    last_transition_time: datetime = Field(description="When the status last changed.")
+    observed_generation: int | None = Field(default=None, description="The generation this was computed for.")
+
+
+class LastFailure(_Model):
+    """The last thing that went wrong."""
+
+    reason: str = Field(
+        description="Unschedulable, ImagePullBackOff, CrashLoopBackOff, ModelLoadFailed, FetchFailed, "
+        "ChecksumMismatch, ProgressDeadlineExceeded, InvalidSpec or ApplyFailed."
+    )
+    message: str = Field(description="Why, with what to do about it.")
+    time: datetime = Field(description="When it was seen.")
+
+
+class ModelDeploymentStatus(_Model):
+    """What the operator observed. Written only by the operator."""
+
+    observed_generation: int | None = Field(default=None, description="The spec generation last acted on.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Progressing and Degraded.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    replicas: int = Field(default=0, description="Pods of the current Deployment.")
+    ready_replicas: int = Field(default=0, description="Pods that are ready to serve.")
+    updated_replicas: int = Field(default=0, description="Pods that run the current spec.")
+    ready_summary: str = Field(default="", description="readyReplicas/desired replicas, for kubectl get.")
+    selector: str = Field(default="", description="Label selector of the Pods, for the scale subresource.")
+    model_name: str = Field(default="", description="The served model name.")
+    url: str = Field(default="", description="In-cluster URL of the model service.")
+    last_failure: LastFailure | None = Field(default=None, description="The last failure seen, if any.")

@@ -1,0 +1,99 @@
+"""Builds and runs the operator: kopf's settings, our handlers, the API client, health and metrics."""
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+import lightkube
+import prometheus_client
+from lightkube.config.kubeconfig import KubeConfig
+
+from modeldeploy_operator.api.v1alpha1 import GROUP
+from modeldeploy_operator.kube import KubeApi
+from modeldeploy_operator.manifests.labels import FIELD_MANAGER
+from modeldeploy_operator.reconcile import handlers
+from modeldeploy_operator.reconcile.reconciler import Reconciler
+from modeldeploy_operator.settings import OperatorSettings
+
+logger = logging.getLogger(__name__)
+
+
+class _LazyKubeApi(KubeApi):
+    """The API client binds to kopf's event loop, so it is made on first use inside it."""
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    async def _ensure(self) -> None:
+        if self._client is None:
+            self._client = lightkube.AsyncClient(config=KubeConfig.from_env(), field_manager=FIELD_MANAGER)
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        await self._ensure()
+        return await super().apply(manifest)
+
+    async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self._ensure()
+        await super().write_status(namespace, name, status)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def build_registry(config: OperatorSettings, api: "_LazyKubeApi") -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    reconciler = Reconciler(api, config.runtime_image)
+    handlers.register(registry, reconciler, handler_timeout=config.handler_timeout_seconds)
+
+    @kopf.on.startup(registry=registry)
+    def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
+        _configure_kopf(settings, config)
+
+    @kopf.on.cleanup(registry=registry)
+    async def close_api_client(**_: Any) -> None:
+        await api.close()
+
+    return registry
+
+
+def _configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
+    # kopf's bookkeeping lives under our domain, in annotations only: the status is ours alone.
+    kopf_settings.persistence.finalizer = f"{GROUP}/finalizer"
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Only our own meaningful events reach users; kopf's per-handler chatter does not.
+    kopf_settings.posting.level = logging.WARNING
+    kopf_settings.watching.server_timeout = settings.watch_server_timeout_seconds
+    kopf_settings.watching.client_timeout = settings.watch_client_timeout_seconds
+    kopf_settings.watching.connect_timeout = 30
+    kopf_settings.networking.request_timeout = 60
+    kopf_settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    # Bounded retries of unexpected errors instead of kopf's endless default.
+    kopf_settings.execution.max_workers = 20
+    kopf_settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    kopf_settings.peering.standalone = True
+
+
+def run(settings: OperatorSettings) -> None:
+    kopf.configure(
+        verbose=settings.log_level == "DEBUG",
+        quiet=settings.log_level in ("WARNING", "ERROR"),
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    logging.getLogger().setLevel(settings.log_level)
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.bind_address)
+    registry = build_registry(settings, _LazyKubeApi())
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
+            standalone=True,
+        )
+    )

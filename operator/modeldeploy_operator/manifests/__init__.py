@@ -1,0 +1,11 @@
+"""Pure builders: a parsed ModelDeployment in, the Kubernetes manifests it needs out.
+
+The only place that decides what a child object looks like. No I/O, no clock, no randomness: the same spec
+always gives the same manifests, so an operator restart or upgrade rolls no pods.
+"""
+
+from modeldeploy_operator.manifests.deployment import build_deployment
+from modeldeploy_operator.manifests.model import ModelDeployment
+from modeldeploy_operator.manifests.service import build_service, service_url
+
+__all__ = ["ModelDeployment", "build_deployment", "build_service", "service_url"]

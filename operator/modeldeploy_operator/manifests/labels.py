@@ -1,0 +1,34 @@
+"""Names and labels shared by every child object."""
+
+from modeldeploy_operator.api.v1alpha1 import GROUP
+
+MANAGED_BY = "modeldeploy-operator"
+FIELD_MANAGER = "modeldeploy-operator"
+
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MODEL_LABEL = f"{GROUP}/model"
+
+RUNTIME_APP_NAME = "modeldeploy-runtime"
+# Bumped only when the builders' output changes in a way that must reach existing children.
+SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
+
+
+def selector_labels(instance: str) -> dict[str, str]:
+    """The immutable Deployment selector and the Service selector: never add to this."""
+    return {NAME_LABEL: RUNTIME_APP_NAME, INSTANCE_LABEL: instance}
+
+
+def common_labels(instance: str, model_name: str) -> dict[str, str]:
+    return {
+        **selector_labels(instance),
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": "modeldeploy",
+        MANAGED_BY_LABEL: MANAGED_BY,
+        MODEL_LABEL: model_name,
+    }
+
+
+def selector_string(instance: str) -> str:
+    return ",".join(f"{key}={value}" for key, value in selector_labels(instance).items())

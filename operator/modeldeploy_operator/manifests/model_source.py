@@ -1,0 +1,47 @@
+"""How the model file reaches the runtime container, by URI scheme."""
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from modeldeploy_operator.manifests.model import InvalidSpecError
+
+MODEL_VOLUME = "model-store"
+MODEL_MOUNT_PATH = "/mnt/models"
+
+
+@dataclass(frozen=True)
+class ModelDelivery:
+    """Where the runtime finds the file, and what the pod needs for it to be there."""
+
+    model_path: str
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+    fetch_uri: str | None = None  # set when an init container must download the file first
+    verify_in_runtime: bool = False  # the runtime checks sha256 itself when nothing fetched (and checked) it
+
+
+def plan_model_delivery(uri: str) -> ModelDelivery:
+    parts = urlsplit(uri)
+    if parts.scheme == "pvc":
+        claim, path = parts.netloc, parts.path.lstrip("/")
+        return ModelDelivery(
+            model_path=posixpath.join(MODEL_MOUNT_PATH, path),
+            volumes=[{"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
+            mounts=[{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH, "readOnly": True}],
+            verify_in_runtime=True,
+        )
+    if parts.scheme == "https":
+        file_name = posixpath.basename(parts.path)
+        if not file_name:
+            raise InvalidSpecError(f"spec.model.uri: {uri!r} must end in a file name")
+        return ModelDelivery(
+            model_path=posixpath.join(MODEL_MOUNT_PATH, file_name),
+            volumes=[{"name": MODEL_VOLUME, "emptyDir": {}}],
+            mounts=[{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH}],
+            fetch_uri=uri,
+        )
+    if parts.scheme == "file":
+        return ModelDelivery(model_path=parts.path, verify_in_runtime=True)
+    raise InvalidSpecError(f"spec.model.uri: scheme {parts.scheme!r} is not supported; use pvc://, https:// or file://")

@@ -1,0 +1,40 @@
+"""The Service in front of a ModelDeployment's replicas."""
+
+from typing import Any
+
+from modeldeploy_operator.manifests.labels import common_labels, selector_labels
+from modeldeploy_operator.manifests.model import ModelDeployment
+
+RUNTIME_PORT_NAME = "http"
+
+
+def build_service(md: ModelDeployment) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": md.name,
+            "namespace": md.namespace,
+            "labels": common_labels(md.name, md.model_name),
+            "ownerReferences": [md.owner_reference()],
+        },
+        "spec": {
+            "type": md.spec.service.type,
+            "selector": selector_labels(md.name),
+            "ports": [
+                {
+                    "name": RUNTIME_PORT_NAME,
+                    "port": md.spec.service.port,
+                    "targetPort": RUNTIME_PORT_NAME,
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                }
+            ],
+        },
+    }
+
+
+def service_url(md: ModelDeployment) -> str:
+    port = md.spec.service.port
+    host = f"{md.name}.{md.namespace}.svc.cluster.local"
+    return f"http://{host}" if port == 80 else f"http://{host}:{port}"

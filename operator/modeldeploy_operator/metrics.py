@@ -1,0 +1,27 @@
+"""Prometheus metrics of the operator."""
+
+from prometheus_client import Counter, Histogram
+
+RECONCILES = Counter(
+    "modeldeploy_reconciles_total",
+    "Reconciles of ModelDeployments, by what triggered them and the outcome.",
+    ["trigger", "result"],
+)
+RECONCILE_SECONDS = Histogram(
+    "modeldeploy_reconcile_duration_seconds",
+    "Time spent in one reconcile.",
+    ["trigger"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+APPLIES = Counter(
+    "modeldeploy_child_applies_total",
+    "Server-side applies of child objects, by kind and why.",
+    ["kind", "reason"],
+)
+STATUS_WRITES = Counter("modeldeploy_status_writes_total", "Status updates written to ModelDeployments.")
+ERRORS = Counter("modeldeploy_reconcile_errors_total", "Reconcile errors, by kind of error.", ["error"])
+TIME_TO_READY = Histogram(
+    "modeldeploy_time_to_ready_seconds",
+    "From a ModelDeployment's creation to its first Ready=True.",
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600),
+)

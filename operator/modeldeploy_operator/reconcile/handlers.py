@@ -1,0 +1,100 @@
+"""kopf handlers: thin. They read from the watches' indexes, call the one reconcile, and report.
+
+- The ModelDeployment's create/update/resume handlers reconcile with retries and backoff.
+- Events of the children (Deployment, Service, Pods) reconcile their owner: a deleted Service or an edited
+  Deployment is restored at once, and the status follows the pods without any edit of the ModelDeployment.
+- Every watch is relisted when the server closes it (settings.watch_server_timeout_seconds), which re-checks
+  every child: the backstop for a missed event, without the finalizer that kopf timers would add.
+"""
+
+import copy
+from typing import Any
+
+import kopf
+
+from modeldeploy_operator.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
+from modeldeploy_operator.manifests.labels import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
+
+Key = tuple[str, str]
+OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
+
+
+def _owner_key(namespace: str | None, body: kopf.Body) -> Key | None:
+    """The ModelDeployment a child belongs to: its controller owner reference, else (pods) its instance label."""
+    for ref in body.metadata.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/") and ref.get("controller"):
+            return (namespace or "", ref["name"])
+    if body.get("kind") == "Pod" and INSTANCE_LABEL in body.metadata.labels:
+        return (namespace or "", body.metadata.labels[INSTANCE_LABEL])
+    return None
+
+
+def _snapshot(body: kopf.Body) -> dict[str, Any]:
+    return copy.deepcopy(dict(body))
+
+
+def _only(store: Any) -> dict[str, Any] | None:
+    return next(iter(store), None) if store is not None else None
+
+
+def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_timeout: float) -> None:
+    @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
+    def modeldeployments(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
+        return {(namespace or "", name): _snapshot(body)}
+
+    @kopf.index("apps", "v1", "deployments", labels=OWNED, registry=registry)
+    def owned_deployments(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
+        key = _owner_key(namespace, body)
+        return {key: _snapshot(body)} if key else None
+
+    @kopf.index("v1", "services", labels=OWNED, registry=registry)
+    def owned_services(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
+        key = _owner_key(namespace, body)
+        return {key: _snapshot(body)} if key else None
+
+    @kopf.index("v1", "pods", labels=OWNED, registry=registry)
+    def owned_pods(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
+        key = _owner_key(namespace, body)
+        return {key: _snapshot(body)} if key else None
+
+    @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", registry=registry)
+    def autoscaled_deployments(*, namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[Key, bool] | None:
+        target = spec.get("scaleTargetRef") or {}
+        if target.get("kind") == "Deployment" and str(target.get("apiVersion", "")).startswith("apps/"):
+            return {(namespace or "", target["name"]): True}
+        return None
+
+    def children_of(key: Key, indexes: dict[str, kopf.Index[Key, Any]]) -> Children:
+        return Children(
+            deployment=_only(indexes["owned_deployments"].get(key)),
+            service=_only(indexes["owned_services"].get(key)),
+            pods=list(indexes["owned_pods"].get(key) or []),
+            deployment_autoscaled=key in indexes["autoscaled_deployments"],
+        )
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, timeout=handler_timeout)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, timeout=handler_timeout)
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, timeout=handler_timeout)
+    async def reconcile_modeldeployment(*, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any) -> None:
+        key = (namespace or "", name)
+        await reconciler.reconcile(_snapshot(body), children_of(key, kwargs), trigger="spec")
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def forget_deleted(*, type: str, namespace: str | None, name: str, uid: str, **_: Any) -> None:
+        if type == "DELETED":
+            reconciler.forget(namespace or "", name, uid)
+
+    @kopf.on.event("apps", "v1", "deployments", labels=OWNED, registry=registry)
+    @kopf.on.event("v1", "services", labels=OWNED, registry=registry)
+    @kopf.on.event("v1", "pods", labels=OWNED, registry=registry)
+    async def child_changed(*, namespace: str | None, body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
+        key = _owner_key(namespace, body)
+        owner = _only(kwargs["modeldeployments"].get(key)) if key else None
+        if key is None or owner is None or owner["metadata"].get("deletionTimestamp"):
+            return  # not ours, or its owner is gone and garbage collection takes the child
+        try:
+            await reconciler.reconcile(owner, children_of(key, kwargs), trigger="child")
+        except (kopf.PermanentError, kopf.TemporaryError) as error:
+            # Event handlers are not retried; the owner's own handler retries, and the next event re-checks.
+            logger.warning("reconcile of %s/%s after a child's event failed: %s", *key, error)

@@ -1,0 +1,164 @@
+"""One reconcile for every trigger: a spec change, a child's event, an operator restart.
+
+Parse the ModelDeployment, build the desired children, apply those that drifted, compute the status and
+write it when it changed. Everything is read from kopf's indexes, so nothing is written at steady state.
+"""
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+
+from modeldeploy_operator import metrics
+from modeldeploy_operator.kube import KubeApi, RejectedError, TransientError
+from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_service, service_url
+from modeldeploy_operator.manifests.deployment import BuildOptions
+from modeldeploy_operator.manifests.labels import selector_string
+from modeldeploy_operator.manifests.model import InvalidSpecError
+from modeldeploy_operator.reconcile.drift import needs_apply, stamp
+from modeldeploy_operator.reconcile.status import Failure, Observed, compute_status, transition_events
+
+logger = logging.getLogger(__name__)
+
+RETRY_DELAY_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Children:
+    """What the watches last saw of a ModelDeployment's children."""
+
+    deployment: dict[str, Any] | None = None
+    service: dict[str, Any] | None = None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    deployment_autoscaled: bool = False  # an HPA targets the Deployment directly
+
+
+class Reconciler:
+    def __init__(self, api: KubeApi, default_runtime_image: str) -> None:
+        self._api = api
+        self._default_runtime_image = default_runtime_image
+        self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        # The watch lags our own status writes by an event. We are the status' only writer, so what we wrote
+        # last (by object uid) is the truth until the watch catches up; it keeps a write from being repeated.
+        self._written_status: dict[str, dict[str, Any]] = {}
+
+    def forget(self, namespace: str, name: str, uid: str) -> None:
+        self._locks.pop((namespace, name), None)
+        self._written_status.pop(uid, None)
+
+    async def reconcile(self, body: dict[str, Any], children: Children, trigger: str) -> None:
+        """Raises kopf.PermanentError for a spec that cannot be served, kopf.TemporaryError for what will heal."""
+        metadata = body["metadata"]
+        key = (metadata["namespace"], metadata["name"])
+        started = time.monotonic()
+        result = "error"
+        async with self._locks[key]:
+            try:
+                await self._reconcile(body, children)
+                result = "ok"
+            finally:
+                metrics.RECONCILES.labels(trigger, result).inc()
+                metrics.RECONCILE_SECONDS.labels(trigger).observe(time.monotonic() - started)
+
+    async def _reconcile(self, body: dict[str, Any], children: Children) -> None:
+        try:
+            md = ModelDeployment.from_body(body)
+        except InvalidSpecError as error:
+            await self._report_unservable(body, children, Failure("InvalidSpec", str(error)))
+            raise kopf.PermanentError(f"invalid spec: {error}") from error
+
+        options = BuildOptions(self._default_runtime_image, children.deployment_autoscaled)
+        live = {"Deployment": children.deployment, "Service": children.service}
+        try:
+            for manifest in (stamp(build_deployment(md, options)), stamp(build_service(md))):
+                kind = manifest["kind"]
+                reason = needs_apply(manifest, live[kind])
+                if reason is None:
+                    continue
+                live[kind] = await self._api.apply(manifest)
+                metrics.APPLIES.labels(kind, reason).inc()
+                logger.info("applied %s %s/%s (%s)", kind, md.namespace, md.name, reason)
+                if reason == "drifted" or (reason == "missing" and body.get("status")):
+                    kopf.info(_as_body(body), reason="DriftCorrected", message=f"restored {kind} {md.name} ({reason})")
+        except InvalidSpecError as error:
+            await self._report_unservable(body, children, Failure("InvalidSpec", str(error)))
+            raise kopf.PermanentError(f"invalid spec: {error}") from error
+        except RejectedError as error:
+            failure = Failure("ApplyFailed", f"the apiserver rejected the {kind}: {error}; fix the spec")
+            await self._report_unservable(body, children, failure)
+            raise kopf.PermanentError(failure.message) from error
+        except TransientError as error:
+            metrics.ERRORS.labels("transient").inc()
+            raise kopf.TemporaryError(f"applying {kind}: {error}", delay=RETRY_DELAY_SECONDS) from error
+
+        deployment = live["Deployment"]
+        desired_replicas = md.spec.replicas
+        if children.deployment_autoscaled and deployment:
+            desired_replicas = int((deployment.get("spec") or {}).get("replicas") or 0)
+        observed = Observed(
+            generation=md.generation,
+            desired_replicas=desired_replicas,
+            url=service_url(md),
+            selector=selector_string(md.name),
+            model_name=md.model_name,
+            children_current=True,
+            deployment=deployment,
+            pods=children.pods,
+        )
+        await self._write_status(body, observed)
+
+    async def _report_unservable(self, body: dict[str, Any], children: Children, failure: Failure) -> None:
+        metrics.ERRORS.labels(failure.reason).inc()
+        metadata = body["metadata"]
+        name = metadata["name"]
+        observed = Observed(
+            generation=int(metadata.get("generation") or 0),
+            desired_replicas=int((body.get("spec") or {}).get("replicas") or 0),
+            url="",
+            selector=selector_string(name),
+            model_name=((body.get("spec") or {}).get("model") or {}).get("name") or name,
+            children_current=False,
+            deployment=children.deployment,
+            pods=children.pods,
+            spec_error=failure,
+        )
+        await self._write_status(body, observed)
+
+    async def _write_status(self, body: dict[str, Any], observed: Observed) -> None:
+        metadata = body["metadata"]
+        key = (metadata["namespace"], metadata["name"])
+        previous = self._written_status.get(metadata["uid"]) or body.get("status") or {}
+        status = compute_status(observed, previous, datetime.now(UTC))
+        if status == previous:
+            return
+        try:
+            await self._api.write_status(key[0], key[1], status)
+        except TransientError as error:
+            raise kopf.TemporaryError(f"writing status: {error}", delay=RETRY_DELAY_SECONDS) from error
+        except RejectedError as error:
+            # A status our own schema refuses is a bug of ours, not the user's: say so loudly, do not retry.
+            logger.error("status of %s/%s rejected by the apiserver: %s", *key, error)
+            raise kopf.PermanentError(f"status rejected: {error}") from error
+        self._written_status[metadata["uid"]] = status
+        metrics.STATUS_WRITES.inc()
+        for event_type, reason, message in transition_events(previous, status):
+            kopf.event(_as_body(body), type=event_type, reason=reason, message=message)
+        if _became_ready_first_time(previous, status, metadata):
+            created = datetime.fromisoformat(metadata["creationTimestamp"].replace("Z", "+00:00"))
+            metrics.TIME_TO_READY.observe((datetime.now(UTC) - created).total_seconds())
+
+
+def _became_ready_first_time(previous: dict[str, Any], status: dict[str, Any], metadata: dict[str, Any]) -> bool:
+    def ready(s: dict[str, Any]) -> bool:
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in s.get("conditions") or [])
+
+    return ready(status) and not ready(previous) and int(metadata.get("generation") or 0) == 1
+
+
+def _as_body(body: dict[str, Any]) -> kopf.Body:
+    return kopf.Body(cast(kopf.RawBody, body))

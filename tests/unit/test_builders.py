@@ -1,0 +1,211 @@
+"""The manifests builders: exact output for the things that matter to scheduling, delivery and security."""
+
+from typing import Any
+
+import pytest
+from modeldeploy_operator.manifests import build_deployment, build_service, service_url
+from modeldeploy_operator.manifests.deployment import BuildOptions, gpu_taint_key
+from modeldeploy_operator.manifests.model import InvalidSpecError, ModelDeployment
+
+OPTIONS = BuildOptions(default_runtime_image="registry.local/runtime:1")
+
+
+def _pod(manifest: dict[str, Any]) -> dict[str, Any]:
+    return manifest["spec"]["template"]["spec"]
+
+
+def _env(container: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item.get("value") for item in container["env"]}
+
+
+def test_gpu_deployment_schedules_onto_the_product(make_md, gpu_spec) -> None:
+    deployment = build_deployment(make_md(gpu_spec), OPTIONS)
+    pod = _pod(deployment)
+    runtime = pod["containers"][0]
+    assert deployment["spec"]["replicas"] == 2
+    assert runtime["resources"] == {
+        "requests": {"cpu": "2", "memory": "8Gi"},
+        "limits": {"memory": "8Gi", "nvidia.com/gpu": "1"},
+    }
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == {
+        "nodeSelectorTerms": [
+            {
+                "matchExpressions": [
+                    {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3"]}
+                ]
+            }
+        ]
+    }
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}} in pod["volumes"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in runtime["volumeMounts"]
+    assert _env(runtime)["MODELDEPLOY_DEVICE"] == "cuda"
+
+
+def test_cpu_only_deployment_has_no_gpu_scheduling(make_md) -> None:
+    pod = _pod(build_deployment(make_md({"model": {"uri": "file:///models/mlp.pt"}}), OPTIONS))
+    assert "tolerations" not in pod and "affinity" not in pod
+    runtime = pod["containers"][0]
+    assert "resources" not in runtime or "limits" not in runtime["resources"]
+    assert _env(runtime)["MODELDEPLOY_DEVICE"] == "cpu"
+    assert runtime["image"] == "registry.local/runtime:1"
+
+
+def test_product_list_is_added_to_every_user_node_selector_term(make_md, gpu_spec) -> None:
+    user_terms = [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]},
+    ]
+    spec = {
+        **gpu_spec,
+        "gpu": {"count": 2, "product": ["NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB"]},
+        "scheduling": {
+            "affinity": {
+                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": user_terms}}
+            }
+        },
+    }
+    terms = _pod(build_deployment(make_md(spec), OPTIONS))["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    product = {
+        "key": "nvidia.com/gpu.product",
+        "operator": "In",
+        "values": ["NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB"],
+    }
+    assert [term["matchExpressions"][-1] for term in terms] == [product, product]
+    assert [term["matchExpressions"][0]["values"] for term in terms] == [["a"], ["b"]]
+    assert user_terms[0]["matchExpressions"] == [{"key": "zone", "operator": "In", "values": ["a"]}], "spec not mutated"
+
+
+def test_mig_resource_tolerates_the_vendor_gpu_taint(make_md) -> None:
+    spec = {"model": {"uri": "file:///m.pt"}, "gpu": {"count": 1, "resourceName": "nvidia.com/mig-1g.10gb"}}
+    pod = _pod(build_deployment(make_md(spec), OPTIONS))
+    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/mig-1g.10gb": "1"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert gpu_taint_key("amd.com/gpu") == "amd.com/gpu"
+
+
+def test_pvc_model_is_mounted_read_only_and_verified_by_the_runtime(make_md, gpu_spec) -> None:
+    spec = {**gpu_spec, "model": {"uri": "pvc://models/resnet/r50.pt", "sha256": "a" * 64}}
+    pod = _pod(build_deployment(make_md(spec), OPTIONS))
+    assert "initContainers" not in pod
+    assert {"name": "model-store", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}} in pod["volumes"]
+    runtime = pod["containers"][0]
+    assert {"name": "model-store", "mountPath": "/mnt/models", "readOnly": True} in runtime["volumeMounts"]
+    assert _env(runtime)["MODELDEPLOY_MODEL_PATH"] == "/mnt/models/resnet/r50.pt"
+    assert _env(runtime)["MODELDEPLOY_MODEL_SHA256"] == "a" * 64
+
+
+def test_https_model_is_fetched_by_an_init_container_with_the_checksum(make_md) -> None:
+    spec = {"model": {"uri": "https://models.example.com/v3/r50.pt2", "sha256": "b" * 64}}
+    pod = _pod(build_deployment(make_md(spec), OPTIONS))
+    (fetch,) = pod["initContainers"]
+    assert fetch["command"] == ["python", "-m", "modeldeploy_runtime", "fetch"]
+    assert _env(fetch) == {
+        "MODELDEPLOY_MODEL_URI": "https://models.example.com/v3/r50.pt2",
+        "MODELDEPLOY_MODEL_DEST": "/mnt/models",
+        "MODELDEPLOY_MODEL_SHA256": "b" * 64,
+    }
+    runtime = pod["containers"][0]
+    assert _env(runtime)["MODELDEPLOY_MODEL_PATH"] == "/mnt/models/r50.pt2"
+    assert "MODELDEPLOY_MODEL_SHA256" not in _env(runtime), "the fetch already verified it"
+    assert {"name": "model-store", "emptyDir": {}} in pod["volumes"]
+
+
+def test_https_uri_without_a_file_name_is_invalid(make_md) -> None:
+    with pytest.raises(InvalidSpecError, match=r"spec\.model\.uri"):
+        build_deployment(make_md({"model": {"uri": "https://models.example.com/dir/"}}), OPTIONS)
+
+
+def test_pods_run_with_secure_defaults(make_md, gpu_spec) -> None:
+    pod = _pod(build_deployment(make_md(gpu_spec), OPTIONS))
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    for container in pod["containers"] + pod.get("initContainers", []):
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_probes_use_the_runtime_health_endpoints_and_a_generous_startup_budget(make_md, gpu_spec) -> None:
+    spec = {**gpu_spec, "runtime": {"startupTimeoutSeconds": 3600}}
+    runtime = _pod(build_deployment(make_md(spec), OPTIONS))["containers"][0]
+    assert runtime["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert runtime["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    startup = runtime["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] == 3600
+
+
+def test_runtime_settings_reach_the_container_and_user_env_wins(make_md) -> None:
+    spec = {
+        "model": {"uri": "file:///m.pt", "name": "classifier", "format": "exported-program"},
+        "runtime": {
+            "maxBatchSize": 8,
+            "maxBatchDelayMs": 2,
+            "maxQueueSize": 100,
+            "dtype": "bfloat16",
+            "env": [{"name": "MODELDEPLOY_MAX_BATCH_SIZE", "value": "4"}, {"name": "EXTRA", "value": "1"}],
+        },
+    }
+    env = _env(_pod(build_deployment(make_md(spec), OPTIONS))["containers"][0])
+    assert env["MODELDEPLOY_MODEL_NAME"] == "classifier"
+    assert env["MODELDEPLOY_MODEL_FORMAT"] == "exported-program"
+    assert env["MODELDEPLOY_MAX_BATCH_SIZE"] == "4"
+    assert env["MODELDEPLOY_MAX_BATCH_DELAY_MS"] == "2"
+    assert env["MODELDEPLOY_MAX_QUEUE_SIZE"] == "100"
+    assert env["MODELDEPLOY_DTYPE"] == "bfloat16"
+    assert env["MODELDEPLOY_EXIT_ON_LOAD_FAILURE"] == "true"
+    assert env["EXTRA"] == "1"
+
+
+def test_replicas_are_left_to_an_autoscaler_that_targets_the_deployment(make_md, gpu_spec) -> None:
+    autoscaled = BuildOptions(default_runtime_image="x", replicas_owned_by_autoscaler=True)
+    assert "replicas" not in build_deployment(make_md(gpu_spec), autoscaled)["spec"]
+
+
+def test_children_are_owned_labelled_and_selected_stably(make_md, gpu_spec) -> None:
+    md = make_md({**gpu_spec, "podMetadata": {"labels": {"team": "a", "app.kubernetes.io/instance": "hijack"}}})
+    deployment, service = build_deployment(md, OPTIONS), build_service(md)
+    selector = {"app.kubernetes.io/name": "modeldeploy-runtime", "app.kubernetes.io/instance": "resnet"}
+    assert deployment["spec"]["selector"] == {"matchLabels": selector}
+    assert service["spec"]["selector"] == selector
+    template_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert template_labels["team"] == "a" and template_labels["app.kubernetes.io/instance"] == "resnet"
+    for child in (deployment, service):
+        assert child["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "serving.modeldeploy.dev/v1alpha1",
+                "kind": "ModelDeployment",
+                "name": "resnet",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+
+def test_builders_are_deterministic(make_md, gpu_spec) -> None:
+    assert build_deployment(make_md(gpu_spec), OPTIONS) == build_deployment(make_md(gpu_spec), OPTIONS)
+
+
+def test_service_and_url(make_md, gpu_spec) -> None:
+    md = make_md({**gpu_spec, "service": {"type": "LoadBalancer", "port": 8000}})
+    service = build_service(md)
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP", "appProtocol": "http"}
+    ]
+    assert service_url(md) == "http://resnet.team-a.svc.cluster.local:8000"
+    assert service_url(make_md(gpu_spec)) == "http://resnet.team-a.svc.cluster.local"
+
+
+def test_spec_errors_name_the_field(make_md) -> None:
+    with pytest.raises(InvalidSpecError, match=r"spec\.gpu\.count"):
+        make_md({"model": {"uri": "file:///m.pt"}, "gpu": {"count": 99}})
+    with pytest.raises(InvalidSpecError, match=r"spec\.model"):
+        ModelDeployment.from_body({"metadata": {"name": "x", "namespace": "y", "uid": "u"}, "spec": {}})

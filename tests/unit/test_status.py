@@ -1,0 +1,239 @@
+"""Status computation: honest conditions, actionable lastFailure, and no churn."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from modeldeploy_operator.api.v1alpha1 import ModelDeploymentStatus
+from modeldeploy_operator.reconcile.status import (
+    Failure,
+    Observed,
+    compute_status,
+    find_failure,
+    transition_events,
+)
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def _deployment(
+    replicas: int = 2, ready: int = 2, updated: int = 2, generation: int = 3, **status: Any
+) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "updatedReplicas": updated,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            **status,
+        },
+    }
+
+
+def _observed(deployment: dict[str, Any] | None, pods: list[dict[str, Any]] = (), **overrides: Any) -> Observed:
+    values = {
+        "generation": 7,
+        "desired_replicas": 2,
+        "url": "http://resnet.team-a.svc.cluster.local",
+        "selector": "app.kubernetes.io/name=modeldeploy-runtime,app.kubernetes.io/instance=resnet",
+        "model_name": "resnet50",
+        "children_current": True,
+        "deployment": deployment,
+        "pods": list(pods),
+    }
+    return Observed(**{**values, **overrides})
+
+
+def _conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def _pod(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "resnet-abc"}, "status": status}
+
+
+def _crash(name: str, exit_code: int, message: str = "") -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": "runtime:1",
+        "restartCount": 4,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}},
+        "lastState": {"terminated": {"exitCode": exit_code, "reason": "Error", "message": message}},
+    }
+
+
+def test_ready_when_every_replica_runs_the_current_spec() -> None:
+    status = compute_status(_observed(_deployment()), {}, NOW)
+    assert _conditions(status) == {
+        "Ready": ("True", "Ready"),
+        "Progressing": ("False", "RolloutComplete"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert status["observedGeneration"] == 7
+    assert status["readySummary"] == "2/2"
+    assert status["url"] == "http://resnet.team-a.svc.cluster.local"
+    assert status["lastFailure"] is None
+    assert all(c["observedGeneration"] == 7 for c in status["conditions"])
+    ModelDeploymentStatus.model_validate(status)  # what we write fits our own schema
+
+
+def test_rollout_in_progress_is_progressing_not_ready() -> None:
+    status = compute_status(_observed(_deployment(ready=1, updated=1)), {}, NOW)
+    assert _conditions(status)["Ready"] == ("False", "RollingOut")
+    assert _conditions(status)["Progressing"] == ("True", "RollingOut")
+
+
+def test_deployment_controller_lagging_is_not_ready() -> None:
+    lagging = _deployment()
+    lagging["status"]["observedGeneration"] = 2
+    assert _conditions(compute_status(_observed(lagging), {}, NOW))["Ready"][0] == "False"
+
+
+def test_creating_before_the_deployment_exists() -> None:
+    status = compute_status(_observed(None, children_current=False), {}, NOW)
+    assert _conditions(status)["Progressing"] == ("True", "Creating")
+    assert status["observedGeneration"] is None
+
+
+def test_unschedulable_copies_the_scheduler_message() -> None:
+    message = "0/3 nodes are available: 2 Insufficient nvidia.com/gpu, 1 node(s) didn't match Pod's node affinity."
+    pod = _pod(
+        phase="Pending",
+        conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}],
+    )
+    status = compute_status(_observed(_deployment(replicas=1, ready=0, updated=1), [pod], desired_replicas=1), {}, NOW)
+    assert _conditions(status)["Ready"] == ("False", "Unschedulable")
+    assert _conditions(status)["Degraded"] == ("True", "Unschedulable")
+    assert status["lastFailure"] == {
+        "reason": "Unschedulable",
+        "message": message,
+        "time": "2026-11-23T12:00:00Z",
+    }
+
+
+def test_model_load_failure_is_named_from_the_runtime_exit_code() -> None:
+    pod = _pod(containerStatuses=[_crash("runtime", 3, "ModelLoadFailed: not a TorchScript archive")])
+    assert find_failure({}, [pod]) == Failure("ModelLoadFailed", "ModelLoadFailed: not a TorchScript archive")
+
+
+def test_crash_loop_reports_the_exit_code_and_last_log_line() -> None:
+    pod = _pod(containerStatuses=[_crash("runtime", 137, "loading\nKilled: out of memory")])
+    failure = find_failure({}, [pod])
+    assert failure == Failure(
+        "CrashLoopBackOff", "container runtime keeps exiting with exit code 137: Killed: out of memory"
+    )
+
+
+def test_fetch_failures_are_named() -> None:
+    checksum = _pod(initContainerStatuses=[_crash("fetch-model", 5, "ChecksumMismatch: expected aa, got bb")])
+    fetch = _pod(
+        initContainerStatuses=[
+            {
+                "name": "fetch-model",
+                "state": {"terminated": {"exitCode": 4, "message": "FetchFailed: HTTP 404"}},
+            }
+        ]
+    )
+    assert find_failure({}, [checksum]) == Failure("ChecksumMismatch", "ChecksumMismatch: expected aa, got bb")
+    assert find_failure({}, [fetch]) == Failure("FetchFailed", "FetchFailed: HTTP 404")
+
+
+def test_image_pull_failure_names_the_image() -> None:
+    pod = _pod(
+        containerStatuses=[
+            {
+                "name": "runtime",
+                "image": "runtime:typo",
+                "state": {
+                    "waiting": {
+                        "reason": "ImagePullBackOff",
+                        "message": 'Back-off pulling image "runtime:typo"',
+                    }
+                },
+            }
+        ]
+    )
+    assert find_failure({}, [pod]) == Failure(
+        "ImagePullBackOff", 'container runtime: Back-off pulling image "runtime:typo"'
+    )
+
+
+def test_progress_deadline_exceeded_stops_progressing() -> None:
+    deployment = _deployment(
+        ready=1,
+        updated=1,
+        conditions=[
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": 'ReplicaSet "resnet-5d" has timed out progressing.',
+            }
+        ],
+    )
+    status = compute_status(_observed(deployment), {}, NOW)
+    assert _conditions(status)["Progressing"] == ("False", "ProgressDeadlineExceeded")
+    assert _conditions(status)["Degraded"] == ("True", "ProgressDeadlineExceeded")
+
+
+def test_the_most_actionable_failure_wins() -> None:
+    pending = _pod(conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "m"}])
+    crashing = _pod(containerStatuses=[_crash("runtime", 3, "ModelLoadFailed: bad file")])
+    assert find_failure({}, [pending, crashing]).reason == "ModelLoadFailed"
+
+
+def test_terminating_pods_do_not_count() -> None:
+    pod = _pod(containerStatuses=[_crash("runtime", 1)])
+    pod["metadata"]["deletionTimestamp"] = "2026-11-23T11:00:00Z"
+    assert find_failure({}, [pod]) is None
+
+
+def test_invalid_spec_is_observed_and_not_ready() -> None:
+    error = Failure("InvalidSpec", "spec.gpu.count: must be at most 16")
+    status = compute_status(_observed(None, children_current=False, spec_error=error), {}, NOW)
+    assert _conditions(status) == {
+        "Ready": ("False", "InvalidSpec"),
+        "Progressing": ("False", "InvalidSpec"),
+        "Degraded": ("True", "InvalidSpec"),
+    }
+    assert status["observedGeneration"] == 7
+
+
+def test_scaled_to_zero_is_ready() -> None:
+    status = compute_status(_observed(_deployment(replicas=0, ready=0, updated=0), desired_replicas=0), {}, NOW)
+    assert _conditions(status)["Ready"] == ("True", "ScaledToZero")
+
+
+def test_recomputing_the_same_state_changes_nothing() -> None:
+    pod = _pod(containerStatuses=[_crash("runtime", 3, "ModelLoadFailed: x")])
+    first = compute_status(_observed(_deployment(ready=1), [pod]), {}, NOW)
+    again = compute_status(_observed(_deployment(ready=1), [pod]), first, NOW + timedelta(minutes=5))
+    assert again == first
+
+
+def test_last_failure_is_kept_after_recovery_and_transition_times_move_only_on_change() -> None:
+    pod = _pod(containerStatuses=[_crash("runtime", 3, "ModelLoadFailed: x")])
+    failing = compute_status(_observed(_deployment(ready=1), [pod]), {}, NOW)
+    later = NOW + timedelta(minutes=5)
+    healed = compute_status(_observed(_deployment()), failing, later)
+    assert healed["lastFailure"] == failing["lastFailure"]
+    times = {c["type"]: c["lastTransitionTime"] for c in healed["conditions"]}
+    assert times == {
+        "Ready": "2026-11-23T12:05:00Z",
+        "Progressing": "2026-11-23T12:05:00Z",
+        "Degraded": "2026-11-23T12:05:00Z",
+    }
+
+
+def test_events_only_on_meaningful_transitions() -> None:
+    pod = _pod(containerStatuses=[_crash("runtime", 3, "ModelLoadFailed: x")])
+    failing = compute_status(_observed(_deployment(ready=1), [pod]), {}, NOW)
+    healed = compute_status(_observed(_deployment()), failing, NOW)
+    assert transition_events({}, failing) == [("Warning", "ModelLoadFailed", "ModelLoadFailed: x")]
+    assert transition_events(failing, failing) == []
+    assert transition_events(failing, healed) == [
+        ("Normal", "Ready", "2/2 replicas ready at http://resnet.team-a.svc.cluster.local"),
+        ("Normal", "Recovered", "no longer ModelLoadFailed"),
+    ]
