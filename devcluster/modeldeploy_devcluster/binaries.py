@@ -1,0 +1,39 @@
+"""Locate the control plane's binaries, building them on the first use on a machine.
+
+devcluster/build-binaries.sh owns the versions (versions.env) and the cache layout; it answers at once
+when the cache already holds them, so calling it is the single source of truth for the bin directory.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+BUILD_SCRIPT = Path(__file__).resolve().parent.parent / "build-binaries.sh"
+REQUIRED_BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+    "helm",
+)
+
+
+class BinariesUnavailable(RuntimeError):
+    """The binaries could not be found or built."""
+
+
+def ensure_binaries() -> Path:
+    """The directory holding every required binary; the build's progress goes to our stderr."""
+    if not BUILD_SCRIPT.is_file():
+        raise BinariesUnavailable(f"{BUILD_SCRIPT} is missing: modeldeploy_devcluster must run from a source checkout")
+    result = subprocess.run([str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0:
+        raise BinariesUnavailable(f"{BUILD_SCRIPT} failed with exit code {result.returncode} (see above)")
+    bin_dir = Path(result.stdout.strip().splitlines()[-1])
+    missing = [name for name in REQUIRED_BINARIES if not (bin_dir / name).is_file()]
+    if missing:
+        raise BinariesUnavailable(f"{bin_dir} lacks {', '.join(missing)}")
+    return bin_dir

@@ -1,0 +1,310 @@
+"""`LocalCluster`: bring the whole control plane up on loopback, find it again, and take it down.
+
+Order of start: PKI and kubeconfigs, etcd, kube-apiserver, kwok's RBAC, then kube-controller-manager,
+kube-scheduler and kwok, then the simulated nodes. The state file is rewritten after every process start,
+so even an `up` that fails half-way leaves a record `down` can stop exactly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from lightkube import ApiError, Client
+from lightkube.codecs import from_dict
+from lightkube.resources.core_v1 import Node, ServiceAccount
+from lightkube.types import PatchType
+from pydantic import BaseModel, ConfigDict
+
+from . import kwok
+from .binaries import ensure_binaries
+from .components import (
+    APISERVER_HOSTS,
+    FRONT_PROXY_CLIENT,
+    LOOPBACK,
+    ClusterPaths,
+    Ports,
+    apiserver_argv,
+    controller_manager_argv,
+    etcd_argv,
+    kwok_argv,
+    scheduler_argv,
+)
+from .config import ClusterConfig
+from .connection import ClusterConnection
+from .kubeconfig import client_cert_kubeconfig, write_kubeconfig
+from .nodes import node_manifests
+from .pki import CertificateAuthority, ServiceAccountSigningKey
+from .processes import ProcessRecord, is_running, log_tail, start_process, stop_processes
+from .waiting import wait_until
+
+# Marks a directory as ours, so `down` never deletes a directory it did not create.
+OWNER_MARKER = ".modeldeploy-devcluster"
+# Two shared cores also building Go: an apiserver start can take a minute under load.
+READY_TIMEOUT_SECONDS = 180.0
+ADMIN_USER = "devcluster-admin"
+
+
+class ClusterStartError(RuntimeError):
+    """The cluster did not come up; the message says which part and quotes its log."""
+
+
+class ClusterState(BaseModel):
+    """What `up` leaves in the state directory for `down` and `status`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bin_dir: Path
+    ports: Ports
+    config: ClusterConfig
+    processes: list[ProcessRecord]
+
+
+def _stderr(message: str) -> None:
+    print(f"devcluster: {message}", file=sys.stderr, flush=True)
+
+
+class LocalCluster:
+    """One local control plane with simulated nodes, kept in `state_dir`."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        config: ClusterConfig | None = None,
+        *,
+        bin_dir: Path | None = None,
+        log: Callable[[str], None] = _stderr,
+    ) -> None:
+        self.paths = ClusterPaths(state_dir.resolve())
+        self.config = config or ClusterConfig()
+        self._bin_dir = bin_dir
+        self._log = log
+
+    # -- finding a cluster again -------------------------------------------------------------------
+
+    def load_state(self) -> ClusterState | None:
+        """The recorded state, or None when this state directory holds no cluster."""
+        if not self.paths.state_file.is_file():
+            return None
+        return ClusterState.model_validate_json(self.paths.state_file.read_text())
+
+    def _connection(self, bin_dir: Path) -> ClusterConnection:
+        return ClusterConnection(
+            kubeconfig=self.paths.admin_kubeconfig,
+            bin_dir=bin_dir,
+            work_dir=self.paths.service_account_kubeconfigs,
+        )
+
+    def _is_healthy(self, state: ClusterState) -> bool:
+        return all(is_running(record) for record in state.processes) and self._apiserver_ready(state.ports)
+
+    def running(self) -> ClusterConnection | None:
+        """A connection to the cluster of this state directory if all its processes run and it is ready."""
+        state = self.load_state()
+        if state is None or not self._is_healthy(state):
+            return None
+        return self._connection(state.bin_dir)
+
+    # -- up and down -------------------------------------------------------------------------------
+
+    def up(self) -> tuple[ClusterConnection, bool]:
+        """Start the cluster, or find it already running: returns (connection, already_running)."""
+        connection = self.running()
+        if connection is not None:
+            return connection, True
+        if self.load_state() is not None or (self.paths.state_dir / OWNER_MARKER).exists():
+            self._log(f"removing the remains of a cluster that is no longer running in {self.paths.state_dir}")
+            self.down()
+        return self.start(), False
+
+    def down(self) -> list[str]:
+        """Stop exactly the recorded processes and remove the state directory; returns what was stopped."""
+        state = self.load_state()
+        records = state.processes if state else []
+        stopped = [record.name for record in records if is_running(record)]
+        # Clients first, etcd last: the reverse of the start order.
+        killed = stop_processes(records[::-1])
+        if killed:
+            self._log(f"needed SIGKILL: {', '.join(killed)}")
+        if (self.paths.state_dir / OWNER_MARKER).exists():
+            shutil.rmtree(self.paths.state_dir)
+        return stopped
+
+    def start(self) -> ClusterConnection:
+        """Start a fresh cluster in an empty (or missing) state directory and wait until it is usable."""
+        state_dir = self.paths.state_dir
+        if state_dir.exists() and any(state_dir.iterdir()):
+            raise ClusterStartError(f"state directory {state_dir} is not empty; run `down` on it first")
+        bin_dir = self._bin_dir or ensure_binaries()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        (state_dir / OWNER_MARKER).touch()
+        started = time.monotonic()
+        state = ClusterState(bin_dir=bin_dir, ports=Ports.allocate(), config=self.config, processes=[])
+        try:
+            self._write_files(state.ports)
+            state = self._start_control_plane(state)
+        except BaseException:
+            stop_processes((self.load_state() or state).processes[::-1])
+            self._log(f"start failed; logs kept in {self.paths.logs} (`down` removes them)")
+            raise
+        self._log(f"cluster ready in {time.monotonic() - started:.1f}s at https://{LOOPBACK}:{state.ports.apiserver}")
+        return self._connection(bin_dir)
+
+    # -- the steps of start ------------------------------------------------------------------------
+
+    def _write_files(self, ports: Ports) -> None:
+        paths = self.paths
+        for directory in (
+            paths.pki,
+            paths.component_kubeconfigs,
+            paths.logs,
+            paths.service_account_kubeconfigs,
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+        ca = CertificateAuthority()
+        ca.key_pair.write(paths.pki, "ca")
+        ca.issue_serving("kube-apiserver", APISERVER_HOSTS).write(paths.pki, "apiserver")
+        front_proxy_ca = CertificateAuthority("modeldeploy-devcluster-front-proxy-ca")
+        front_proxy_ca.key_pair.write(paths.pki, "front-proxy-ca")
+        front_proxy_ca.issue_client(FRONT_PROXY_CLIENT).write(paths.pki, FRONT_PROXY_CLIENT)
+        signing_key = ServiceAccountSigningKey.generate()
+        paths.pem("service-account", "key").write_bytes(signing_key.private_pem)
+        paths.pem("service-account", "pub").write_bytes(signing_key.public_pem)
+
+        server = f"https://{LOOPBACK}:{ports.apiserver}"
+        ca_pem = ca.key_pair.cert_pem
+        admin = ca.issue_client(ADMIN_USER, groups=("system:masters",))
+        admin.write(paths.pki, "admin")
+        write_kubeconfig(
+            paths.admin_kubeconfig,
+            client_cert_kubeconfig(server, ca_pem, ADMIN_USER, admin.cert_pem, admin.key_pem),
+        )
+        # The controller-manager and the scheduler use the users Kubernetes' bootstrap RBAC grants
+        # their roles to; kwok gets its own narrow ClusterRole (kwok.access_manifests).
+        for component, user in (
+            ("kube-controller-manager", "system:kube-controller-manager"),
+            ("kube-scheduler", "system:kube-scheduler"),
+            ("kwok", kwok.KWOK_USER),
+        ):
+            client_pair = ca.issue_client(user)
+            write_kubeconfig(
+                paths.component_kubeconfig(component),
+                client_cert_kubeconfig(server, ca_pem, user, client_pair.cert_pem, client_pair.key_pem),
+            )
+            if component != "kwok":
+                ca.issue_serving(component).write(paths.pki, component)
+        paths.kwok_config.write_text(yaml.safe_dump_all(kwok.stages(), sort_keys=False))
+
+    def _save(self, state: ClusterState) -> None:
+        temporary = self.paths.state_file.with_suffix(".tmp")
+        temporary.write_text(state.model_dump_json(indent=2))
+        temporary.replace(self.paths.state_file)
+
+    def _spawn(self, state: ClusterState, name: str, argv: list[str]) -> ClusterState:
+        self._log(f"starting {name}")
+        record = start_process(name, argv, self.paths.logs / f"{name}.log", cwd=self.paths.state_dir)
+        state = state.model_copy(update={"processes": [*state.processes, record]})
+        self._save(state)
+        return state
+
+    def _start_control_plane(self, state: ClusterState) -> ClusterState:
+        paths, ports, bin_dir = self.paths, state.ports, state.bin_dir
+        state = self._spawn(state, "etcd", etcd_argv(bin_dir, paths, ports))
+        self._wait(state, "etcd healthy", lambda: self._etcd_healthy(ports))
+        state = self._spawn(state, "kube-apiserver", apiserver_argv(bin_dir, paths, ports))
+        self._wait(state, "kube-apiserver /readyz", lambda: self._apiserver_ready(ports))
+
+        client = self._connection(bin_dir).client()
+        for manifest in kwok.access_manifests():
+            client.apply(from_dict(manifest), force=True)
+        state = self._spawn(
+            state, "kube-controller-manager", controller_manager_argv(bin_dir, paths, ports, self.config)
+        )
+        state = self._spawn(state, "kube-scheduler", scheduler_argv(bin_dir, paths, ports, self.config))
+        state = self._spawn(state, "kwok", kwok_argv(bin_dir, paths))
+        self._create_nodes(client)
+
+        self._wait(state, "kube-controller-manager /healthz", lambda: self._healthz(ports.controller_manager))
+        self._wait(state, "kube-scheduler /healthz", lambda: self._healthz(ports.scheduler))
+        expected_nodes = {manifest["metadata"]["name"] for manifest in node_manifests(self.config)}
+        self._wait(state, f"{len(expected_nodes)} nodes Ready", lambda: _ready_nodes(client) >= expected_nodes)
+        self._wait(state, "ServiceAccount default/default", lambda: _service_account_exists(client))
+        return state
+
+    def _create_nodes(self, client: Client) -> None:
+        # Nodes are applied whole, then their status (capacity, addresses) through the status
+        # subresource: a create may drop status, and kwok's stages keep what is already there.
+        for manifest in node_manifests(self.config):
+            client.apply(from_dict(manifest), force=True)
+            client.patch(Node.Status, manifest["metadata"]["name"], manifest, patch_type=PatchType.APPLY, force=True)
+
+    # -- readiness ---------------------------------------------------------------------------------
+
+    def _wait(self, state: ClusterState, what: str, condition: Callable[[], bool]) -> None:
+        """Poll `condition` until true; fail early, quoting its log, if one of our processes died."""
+
+        def all_running_and_condition() -> bool:
+            for record in state.processes:
+                if not is_running(record):
+                    raise ClusterStartError(
+                        f"{record.name} exited while waiting for {what}; last lines of {record.log_path}:\n"
+                        + log_tail(record)
+                    )
+            return condition()
+
+        try:
+            wait_until(
+                all_running_and_condition,
+                what,
+                timeout=READY_TIMEOUT_SECONDS,
+                ignore=(httpx.HTTPError, ApiError, OSError),
+            )
+        except TimeoutError as error:
+            raise ClusterStartError(f"{error}; logs in {self.paths.logs}") from None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.paths.pem("ca", "crt")))
+        context.load_cert_chain(self.paths.pem("admin", "crt"), self.paths.pem("admin", "key"))
+        return context
+
+    def _healthz(self, port: int, path: str = "/healthz") -> bool:
+        response = httpx.get(f"https://{LOOPBACK}:{port}{path}", verify=self._tls_context(), timeout=5.0)
+        return response.status_code == 200 and response.text.strip() == "ok"
+
+    def _apiserver_ready(self, ports: Ports) -> bool:
+        try:
+            return self._healthz(ports.apiserver, "/readyz")
+        except (httpx.HTTPError, OSError):
+            return False
+
+    @staticmethod
+    def _etcd_healthy(ports: Ports) -> bool:
+        response = httpx.get(f"http://{LOOPBACK}:{ports.etcd_client}/health", timeout=5.0)
+        health: dict[str, Any] = response.json()
+        return response.status_code == 200 and health.get("health") == "true"
+
+
+def _ready_nodes(client: Client) -> set[str]:
+    ready = set()
+    for node in client.list(Node):
+        conditions = node.status.conditions if node.status and node.status.conditions else []
+        if any(c.type == "Ready" and c.status == "True" for c in conditions) and node.metadata:
+            ready.add(str(node.metadata.name))
+    return ready
+
+
+def _service_account_exists(client: Client) -> bool:
+    try:
+        client.get(ServiceAccount, "default", namespace="default")
+    except ApiError as error:
+        if error.status.code == 404:
+            return False
+        raise
+    return True

@@ -1,0 +1,76 @@
+"""Pytest fixtures for the local control plane: `cluster` (one per session) and `namespace` (one per test).
+
+Register it with `pytest_plugins = ["modeldeploy_devcluster.pytest_plugin"]`. The cluster starts only
+when the first test that needs it runs, so test runs that need no cluster pay nothing. Set
+MODELDEPLOY_TEST_KUBECONFIG to a running cluster's kubeconfig (`make cluster-up`) to reuse it: faster
+iteration, and nothing is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lightkube import ApiError
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace
+
+from .binaries import ensure_binaries
+from .cluster import LocalCluster
+from .connection import ClusterConnection
+
+EXISTING_CLUSTER_ENV = "MODELDEPLOY_TEST_KUBECONFIG"
+CLUSTER_MARKER = "cluster"
+TEST_NAMESPACE_LABEL = "devcluster.modeldeploy.dev/test"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the cluster, so `-m "not cluster"` selects the rest."""
+    for item in items:
+        if CLUSTER_MARKER in getattr(item, "fixturenames", ()):
+            item.add_marker(CLUSTER_MARKER)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterConnection]:
+    """A running control plane with the default simulated nodes (2 GPU nodes of 8 GPUs, 1 CPU node)."""
+    existing = os.environ.get(EXISTING_CLUSTER_ENV)
+    if existing:
+        yield ClusterConnection(
+            kubeconfig=Path(existing).resolve(),
+            bin_dir=ensure_binaries(),
+            work_dir=tmp_path_factory.mktemp("service-accounts"),
+        )
+        return
+    local = LocalCluster(tmp_path_factory.mktemp("devcluster") / "cluster")
+    connection = local.start()
+    try:
+        yield connection
+    finally:
+        local.down()
+
+
+def _namespace_name(test_name: str) -> str:
+    """A valid, unique namespace name that still tells which test made it."""
+    stem = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"t-{stem}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def namespace(cluster: ClusterConnection, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (its pods go with it)."""
+    name = _namespace_name(request.node.name)
+    client = cluster.client()
+    client.create(Namespace(metadata=ObjectMeta(name=name, labels={TEST_NAMESPACE_LABEL: "true"})))
+    try:
+        yield name
+    finally:
+        try:
+            client.delete(Namespace, name)
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
