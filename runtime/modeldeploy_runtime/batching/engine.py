@@ -1,0 +1,250 @@
+"""Dynamic batching in the style of Triton's batcher, in process.
+
+Requests are admitted against a bound (`max_queue_size` counts requests that are admitted but not yet
+running: being read and decoded, or waiting in the queue), so memory stays bounded and overload is refused
+early, before a body is read. One collector task forms batches: while the model is busy, requests pile up
+and the next batch takes up to `max_batch_size` items of one shape at once; when the model is idle it
+waits at most `max_delay_s` for requests that are already admitted and on their way, and never for requests
+that may not come (a lone client pays no batching delay). The model runs in one dedicated thread, so the
+event loop keeps serving while torch computes (torch releases the GIL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from modeldeploy_runtime.errors import InferenceFailed, Overloaded, RequestTimedOut, ServingError
+
+_log = logging.getLogger(__name__)
+
+RunBatch = Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]
+
+
+class BatchObserver(Protocol):
+    def observe_batch(self, size: int, inference_s: float) -> None: ...
+
+    def observe_queue_wait(self, wait_s: float) -> None: ...
+
+
+@dataclass(eq=False)
+class _Queued:
+    inputs: Sequence[torch.Tensor]
+    size: int
+    signature: Hashable
+    future: asyncio.Future[list[torch.Tensor]]
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+class Slot:
+    """One admitted request's place in the engine; `infer` may be called once."""
+
+    def __init__(self, batcher: DynamicBatcher, deadline: float) -> None:
+        self._batcher = batcher
+        self._deadline = deadline
+        self.submitted = False
+
+    async def infer(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Runs `inputs` (batch dimension first, one shape per request) and returns this request's outputs."""
+        self.submitted = True
+        return await self._batcher._enqueue(inputs, self._deadline)
+
+
+class DynamicBatcher:
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        *,
+        max_batch_size: int,
+        max_delay_s: float,
+        max_queue_size: int,
+        request_timeout_s: float,
+        combine_requests: bool,
+        observer: BatchObserver,
+    ) -> None:
+        self._run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self._max_delay_s = max_delay_s
+        self._max_queue_size = max_queue_size
+        self._request_timeout_s = request_timeout_s
+        self._combine = combine_requests
+        self._observer = observer
+        self._queue: collections.deque[_Queued] = collections.deque()
+        self._arriving = 0
+        self._awaiting = 0
+        self._work = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._collector: asyncio.Task[None] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """Admitted requests not yet answered: arriving, queued or running."""
+        return self._arriving + self._awaiting
+
+    def start(self) -> None:
+        self._collector = asyncio.get_running_loop().create_task(self._collect_forever(), name="batcher")
+
+    async def stop(self) -> None:
+        if self._collector is not None:
+            self._collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._collector
+        for queued in self._queue:
+            if not queued.future.done():
+                queued.future.set_exception(Overloaded("server is shutting down"))
+        self._queue.clear()
+        self._executor.shutdown(wait=True)
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[Slot]:
+        """Reserves room for one request or raises Overloaded; call it before reading the request body."""
+        if self._arriving + len(self._queue) >= self._max_queue_size:
+            raise Overloaded(f"queue is full ({self._max_queue_size} requests waiting); retry after a short delay")
+        slot = Slot(self, time.perf_counter() + self._request_timeout_s)
+        self._arriving += 1
+        self._idle.clear()
+        try:
+            yield slot
+        finally:
+            if not slot.submitted:
+                self._arriving -= 1
+                self._mark_idle_if_done()
+
+    async def _enqueue(self, inputs: Sequence[torch.Tensor], deadline: float) -> list[torch.Tensor]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[torch.Tensor]] = loop.create_future()
+        queued = _Queued(
+            inputs=inputs,
+            size=inputs[0].shape[0] if inputs[0].dim() else 1,
+            signature=tuple((tensor.dtype, tuple(tensor.shape[1:])) for tensor in inputs),
+            future=future,
+        )
+        self._arriving -= 1
+        self._awaiting += 1
+        self._queue.append(queued)
+        self._work.set()
+        timer = loop.call_later(max(deadline - queued.enqueued_at, 0.0), self._expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+            self._awaiting -= 1
+            self._mark_idle_if_done()
+
+    def _expire(self, future: asyncio.Future[list[torch.Tensor]]) -> None:
+        if not future.done():
+            future.set_exception(RequestTimedOut(f"request did not finish within {self._request_timeout_s:g}s"))
+
+    def _mark_idle_if_done(self) -> None:
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def _collect_forever(self) -> None:
+        while True:
+            if not self._queue:
+                self._work.clear()
+                await self._work.wait()
+            batch = await self._collect_batch()
+            if batch:
+                await self._execute(batch)
+
+    async def _collect_batch(self) -> list[_Queued]:
+        first = self._pop_live()
+        if first is None:
+            return []
+        batch = [first]
+        if not self._combine:
+            return batch
+        size = first.size
+        deadline = first.enqueued_at + self._max_delay_s
+        while True:
+            size = self._take_compatible(batch, size, first.signature)
+            remaining = deadline - time.perf_counter()
+            if size >= self.max_batch_size or self._arriving == 0 or remaining <= 0:
+                return batch
+            self._work.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work.wait(), remaining)
+
+    def _pop_live(self) -> _Queued | None:
+        while self._queue:
+            queued = self._queue.popleft()
+            if not queued.future.done():
+                return queued
+        return None
+
+    def _take_compatible(self, batch: list[_Queued], size: int, signature: Hashable) -> int:
+        """Moves queued requests of the same shape into `batch`, in arrival order, while they fit."""
+        kept: collections.deque[_Queued] = collections.deque()
+        while self._queue:
+            queued = self._queue.popleft()
+            if queued.future.done():
+                continue
+            if queued.signature == signature and size + queued.size <= self.max_batch_size:
+                batch.append(queued)
+                size += queued.size
+            else:
+                kept.append(queued)
+        self._queue = kept
+        return size
+
+    async def _execute(self, batch: list[_Queued]) -> None:
+        started = time.perf_counter()
+        for queued in batch:
+            self._observer.observe_queue_wait(started - queued.enqueued_at)
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._run_split, [queued.inputs for queued in batch]
+            )
+        except ServingError as error:
+            self._fail(batch, error)
+        except Exception as error:
+            _log.exception("batch of %d requests failed", len(batch))
+            self._fail(batch, InferenceFailed(f"{error.__class__.__name__}: {error}"))
+        else:
+            for queued, outputs in zip(batch, results, strict=True):
+                if not queued.future.done():
+                    queued.future.set_result(outputs)
+        finally:
+            self._observer.observe_batch(sum(queued.size for queued in batch), time.perf_counter() - started)
+
+    @staticmethod
+    def _fail(batch: list[_Queued], error: ServingError) -> None:
+        for queued in batch:
+            if not queued.future.done():
+                queued.future.set_exception(error)
+
+    def _run_split(self, requests: list[Sequence[torch.Tensor]]) -> list[list[torch.Tensor]]:
+        """In the inference thread: stack along dim 0, run once, hand each request its own rows."""
+        if len(requests) == 1:
+            return [self._run_batch(requests[0])]
+        sizes = [request[0].shape[0] for request in requests]
+        stacked = [torch.cat(tensors) for tensors in zip(*requests, strict=True)]
+        outputs = self._run_batch(stacked)
+        total = sum(sizes)
+        for index, output in enumerate(outputs):
+            if output.dim() == 0 or output.shape[0] != total:
+                raise InferenceFailed(
+                    f"output {index} has shape {tuple(output.shape)}, but a batch of {total} needs the batch "
+                    "first; declare a fixed first dimension in the model metadata to turn batching off"
+                )
+        per_output = [torch.split(output, sizes) for output in outputs]
+        return [list(rows) for rows in zip(*per_output, strict=True)]

@@ -1,0 +1,51 @@
+"""Protocol-neutral domain errors. `protocol/errors.py` is the one place that maps them to HTTP."""
+
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    """Base of every error a client can cause or observe; `message` is safe to send to the client."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ServingError):
+    """The request is malformed or does not fit the model's declared inputs."""
+
+
+class ModelNotFound(ServingError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model '{name}' is not served here")
+
+
+class ModelNotReady(ServingError):
+    """The model is loading, failed to load, or the server is draining."""
+
+    retry_after_s = 5
+
+
+class PayloadTooLarge(ServingError):
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"request body exceeds the payload cap of {limit_bytes} bytes")
+
+
+class Overloaded(ServingError):
+    """The bounded queue is full: the client should retry later (or elsewhere)."""
+
+    retry_after_s = 1
+
+
+class RequestTimedOut(ServingError):
+    """The request waited longer than the per-request timeout (queue plus inference)."""
+
+    retry_after_s = 1
+
+
+class InferenceFailed(ServingError):
+    """The model raised while running a batch."""
+
+
+class ModelLoadError(Exception):
+    """The model file could not be loaded; the reason is shown on the ready endpoint and in the log."""

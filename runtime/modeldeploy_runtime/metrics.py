@@ -1,0 +1,108 @@
+"""Prometheus metrics for one served model; scraped from `/metrics` and fed to autoscaling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# Requests for names this server does not serve share one label value, so fuzzed paths cannot blow up
+# the number of time series.
+UNKNOWN_MODEL_LABEL = "_unknown"
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class RuntimeMetrics:
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self._requests = Counter(
+            "modeldeploy_requests", "Inference requests by model, protocol and HTTP status code.",
+            ["model", "protocol", "code"], registry=registry,
+        )  # fmt: skip
+        self._request_seconds = Histogram(
+            "modeldeploy_request_duration_seconds", "Total time of an inference request, read to reply.",
+            ["model", "protocol"], buckets=_LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self._queue_seconds = Histogram(
+            "modeldeploy_queue_duration_seconds", "Time a request waited in the batching queue.",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=registry,
+        ).labels(model_name)  # fmt: skip
+        self._inference_seconds = Histogram(
+            "modeldeploy_inference_duration_seconds", "Time of one model call on a batch.",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=registry,
+        ).labels(model_name)  # fmt: skip
+        self._batch_size = Histogram(
+            "modeldeploy_batch_size", "Items (rows along the batch dimension) per model call.",
+            ["model"], buckets=_BATCH_BUCKETS, registry=registry,
+        ).labels(model_name)  # fmt: skip
+        self._queue_depth = Gauge(
+            "modeldeploy_queue_depth", "Requests waiting in the batching queue.", ["model"], registry=registry
+        ).labels(model_name)
+        self._in_flight = Gauge(
+            "modeldeploy_inflight_requests", "Admitted requests not yet answered.", ["model"], registry=registry
+        ).labels(model_name)
+        self._load_seconds = Gauge(
+            "modeldeploy_model_load_duration_seconds",
+            "Time to load and warm up the model.",
+            ["model"],
+            registry=registry,
+        ).labels(model_name)
+        self._ready = Gauge(
+            "modeldeploy_model_ready", "1 when the model serves requests, else 0.", ["model"], registry=registry
+        ).labels(model_name)
+
+    def model_label(self, requested_name: str) -> str:
+        return self.model_name if requested_name == self.model_name else UNKNOWN_MODEL_LABEL
+
+    def observe_request(self, model: str, protocol: str, code: int, seconds: float) -> None:
+        self._requests.labels(model, protocol, str(code)).inc()
+        self._request_seconds.labels(model, protocol).observe(seconds)
+
+    def observe_batch(self, size: int, inference_s: float) -> None:
+        self._batch_size.observe(size)
+        self._inference_seconds.observe(inference_s)
+
+    def observe_queue_wait(self, wait_s: float) -> None:
+        self._queue_seconds.observe(wait_s)
+
+    def observe_load(self, seconds: float) -> None:
+        self._load_seconds.set(seconds)
+
+    def set_ready(self, ready: bool) -> None:
+        self._ready.set(1 if ready else 0)
+
+    def track_queue(self, queue_depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
+        """Gauges read at scrape time, so the hot path pays nothing for them."""
+        self._queue_depth.set_function(queue_depth)
+        self._in_flight.set_function(in_flight)
+
+    def track_gpu_memory(self, device: torch.device) -> None:
+        self.registry.register(_GpuMemoryCollector(device))
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _GpuMemoryCollector(Collector):
+    def __init__(self, device: torch.device) -> None:
+        self._device = device
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "modeldeploy_gpu_memory_bytes",
+            "GPU memory of the model's device: allocated and reserved by torch, free and total on the device.",
+            labels=["device", "kind"],
+        )
+        device_label = str(self._device)
+        free, total = torch.cuda.mem_get_info(self._device)
+        family.add_metric([device_label, "allocated"], torch.cuda.memory_allocated(self._device))
+        family.add_metric([device_label, "reserved"], torch.cuda.memory_reserved(self._device))
+        family.add_metric([device_label, "free"], free)
+        family.add_metric([device_label, "total"], total)
+        yield family

@@ -1,0 +1,1 @@
+"""Model loading, declared metadata and the servable wrapper around a torch module."""

@@ -1,0 +1,79 @@
+"""The one place that turns errors into HTTP answers: `{"error": "..."}` with the right status code."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from modeldeploy_runtime.errors import (
+    InferenceFailed,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    Overloaded,
+    PayloadTooLarge,
+    RequestTimedOut,
+    ServingError,
+)
+
+_log = logging.getLogger(__name__)
+
+# Retry-After (seconds) tells clients and load balancers that a retry is welcome.
+STATUS_OF: dict[type[ServingError], tuple[int, int | None]] = {
+    InvalidInput: (400, None),
+    ModelNotFound: (404, None),
+    PayloadTooLarge: (413, None),
+    Overloaded: (429, Overloaded.retry_after_s),
+    ModelNotReady: (503, ModelNotReady.retry_after_s),
+    RequestTimedOut: (503, RequestTimedOut.retry_after_s),
+    InferenceFailed: (500, None),
+}
+
+
+def error_response(status: int, message: str, retry_after_s: int | None = None) -> Response:
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return Response(
+        orjson.dumps({"error": message}), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def serving_error_response(error: ServingError) -> Response:
+    status, retry_after_s = STATUS_OF.get(type(error), (500, None))
+    if status >= 500:
+        _log.warning("%s: %s", type(error).__name__, error.message)
+    return error_response(status, error.message, retry_after_s)
+
+
+async def _on_serving_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, ServingError)
+    return serving_error_response(error)
+
+
+async def _on_validation_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}" for problem in error.errors()
+    )
+    return error_response(400, f"invalid request: {problems}")
+
+
+async def _on_http_error(_: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    return error_response(error.status_code, str(error.detail))
+
+
+async def _on_unexpected_error(_: Request, error: Exception) -> Response:
+    _log.exception("unhandled error")
+    return error_response(500, f"internal error: {error.__class__.__name__}: {error}")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServingError, _on_serving_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected_error)

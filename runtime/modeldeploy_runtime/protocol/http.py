@@ -1,0 +1,43 @@
+"""HTTP plumbing shared by the protocols: capped body reading and fast JSON replies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modeldeploy_runtime.errors import InvalidInput, PayloadTooLarge
+
+JSON_MEDIA_TYPE = "application/json"
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+async def read_capped_body(request: Request, cap_bytes: int) -> bytes:
+    """Refuses a declared oversize body before reading it, and a chunked one as soon as it passes the cap."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidInput(f"Content-Length header {declared!r} is not a number of bytes")
+        if int(declared) > cap_bytes:
+            raise PayloadTooLarge(cap_bytes)
+    chunks = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > cap_bytes:
+            raise PayloadTooLarge(cap_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes | bytearray | memoryview, what: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidInput(f"{what} is not valid JSON: {error}") from None
+
+
+def json_response(document: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(document, option=_ORJSON_OPTIONS), status_code, media_type=JSON_MEDIA_TYPE)

@@ -1,0 +1,114 @@
+"""Open Inference Protocol (KServe v2) REST endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from modeldeploy_runtime import __version__
+from modeldeploy_runtime.protocol.errors import error_response
+from modeldeploy_runtime.protocol.http import JSON_MEDIA_TYPE, json_response, read_capped_body
+from modeldeploy_runtime.protocol.openapi import ERROR_RESPONSES, request_body
+from modeldeploy_runtime.protocol.schemas import (
+    InferenceRequest,
+    InferenceResponse,
+    LiveResponse,
+    MetadataTensor,
+    ModelMetadataResponse,
+    ModelReadyResponse,
+    ReadyResponse,
+    ServerMetadataResponse,
+)
+from modeldeploy_runtime.protocol.v2_codec import BINARY_EXTENSION, HEADER_LENGTH, decode_request, encode_response
+from modeldeploy_runtime.service import InferenceService
+
+SERVER_NAME = "modeldeploy-runtime"
+
+
+def v2_router(service: InferenceService) -> APIRouter:
+    router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
+    cap = service.settings.max_payload_bytes
+    max_batch_size = service.settings.max_batch_size
+
+    @router.get("/health/live", response_model=LiveResponse)
+    async def live() -> LiveResponse:
+        """Liveness: the process answers. The operator's liveness probe."""
+        return LiveResponse(live=True)
+
+    @router.get(
+        "/health/ready",
+        response_model=ReadyResponse,
+        responses={503: {"model": ReadyResponse, "description": "Loading, failed to load, or draining."}},
+    )
+    async def ready() -> Response:
+        """Readiness: the model is loaded and warm, and the server is not draining. The readiness probe."""
+        document = ReadyResponse(ready=service.ready, reason=service.reason)
+        return json_response(document.model_dump(), 200 if service.ready else 503)
+
+    @router.get("", response_model=ServerMetadataResponse)
+    async def server_metadata() -> ServerMetadataResponse:
+        return ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=[BINARY_EXTENSION])
+
+    @router.get(
+        "/models/{model_name}",
+        response_model=ModelMetadataResponse,
+        responses={**ERROR_RESPONSES, 503: ERROR_RESPONSES[503]},
+    )
+    async def model_metadata(model_name: str) -> ModelMetadataResponse | Response:
+        """Input and output names, datatypes and shapes (batch dimension first, -1 = dynamic)."""
+        model = service.metadata_model(model_name)
+        if model is None:
+            return error_response(503, f"model '{model_name}' has no metadata yet: {service.reason}", 5)
+        return ModelMetadataResponse(
+            name=model.name,
+            versions=["1"],
+            platform=model.platform,
+            inputs=[
+                MetadataTensor(name=spec.name, datatype=spec.datatype, shape=spec.protocol_shape)
+                for spec in model.metadata.inputs
+            ],
+            outputs=[
+                MetadataTensor(name=spec.name, datatype=spec.datatype, shape=spec.protocol_shape)
+                for spec in model.metadata.outputs
+            ],
+        )
+
+    @router.get(
+        "/models/{model_name}/ready",
+        response_model=ModelReadyResponse,
+        responses={404: ERROR_RESPONSES[404], 503: {"model": ModelReadyResponse, "description": "Not ready."}},
+    )
+    async def model_ready(model_name: str) -> Response:
+        service.metadata_model(model_name)
+        document = ModelReadyResponse(name=model_name, ready=service.ready, reason=service.reason)
+        return json_response(document.model_dump(), 200 if service.ready else 503)
+
+    @router.post(
+        "/models/{model_name}/infer",
+        response_model=InferenceResponse,
+        responses={
+            **ERROR_RESPONSES,
+            200: {
+                "description": "Outputs as JSON, or with binary outputs a JSON header followed by raw bytes "
+                "(see the Inference-Header-Content-Length response header).",
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            },
+        },
+        openapi_extra=request_body(InferenceRequest, binary=True),
+    )
+    async def infer(model_name: str, request: Request) -> Response:
+        """Runs the model. JSON tensors, or the binary tensor data extension."""
+        async with service.admit(model_name) as (model, slot):
+            body = await read_capped_body(request, cap)
+            decoded = decode_request(body, request.headers.get(HEADER_LENGTH), model.metadata, max_batch_size)
+            outputs = await slot.infer(decoded.inputs)
+        content, header_length = encode_response(model.name, decoded, outputs, model.metadata)
+        if header_length is None:
+            return Response(content, media_type=JSON_MEDIA_TYPE)
+        return Response(
+            content,
+            media_type="application/octet-stream",
+            headers={"Inference-Header-Content-Length": str(header_length)},
+        )
+
+    return router

@@ -1,0 +1,88 @@
+"""Runs the app under uvicorn with graceful draining and the exit codes the operator reads.
+
+SIGTERM (or SIGINT): readiness turns false at once, new inference requests get 503 with Retry-After while
+admitted ones finish, for at most `drain_grace_s`; then uvicorn closes the connections and the process
+exits 0. A second signal stops waiting. With `exit_on_load_failure`, a model that fails to load ends the
+process with EXIT_MODEL_LOAD_FAILED after writing `ModelLoadFailed: <reason>` to the termination log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import FrameType
+
+import uvicorn
+
+from modeldeploy_runtime.app import create_app
+from modeldeploy_runtime.service import InferenceService
+from modeldeploy_runtime.settings import ServeSettings
+from modeldeploy_runtime.termination import write_termination_message
+
+EXIT_MODEL_LOAD_FAILED = 3
+# After draining, connections get this long to finish their last response.
+_CONNECTION_CLOSE_GRACE_S = 5
+
+_log = logging.getLogger(__name__)
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, service: InferenceService, drain_grace_s: float) -> None:
+        super().__init__(config)
+        self._service = service
+        self._drain_grace_s = drain_grace_s
+        self._draining: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Deliberately not recording the signal as uvicorn does: it would re-raise it after shutdown and
+        # turn a clean drain into death by SIGTERM instead of exit code 0.
+        if self._draining is not None or self._loop is None:
+            self.should_exit = True
+            self.force_exit = self._draining is not None
+            return
+        _log.info("signal %d: draining for up to %.1fs", sig, self._drain_grace_s)
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        if self._draining is None:
+            self._draining = asyncio.get_running_loop().create_task(self._drain(), name="drain")
+
+    async def _drain(self) -> None:
+        self._service.begin_drain()
+        if not await self._service.wait_idle(self._drain_grace_s):
+            _log.warning("drain grace period of %.1fs ran out with requests in flight", self._drain_grace_s)
+        self.should_exit = True
+
+    def stop_for_load_failure(self, _: str) -> None:
+        self.should_exit = True
+
+
+def serve(settings: ServeSettings) -> int:
+    logging.getLogger().setLevel(settings.log_level.upper())
+    app = create_app(settings)
+    service: InferenceService = app.state.service
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_config=None,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=_CONNECTION_CLOSE_GRACE_S,
+    )
+    server = _DrainingServer(config, service, settings.drain_grace_s)
+    if settings.exit_on_load_failure:
+        service.on_load_failure = server.stop_for_load_failure
+    server.run()
+    if service.load_error is not None and settings.exit_on_load_failure:
+        write_termination_message(settings.termination_log, "ModelLoadFailed", service.load_error)
+        return EXIT_MODEL_LOAD_FAILED
+    return 0

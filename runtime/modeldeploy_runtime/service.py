@@ -1,0 +1,148 @@
+"""The protocol-neutral data plane: model state, admission and inference. Protocol modules call it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import torch
+
+from modeldeploy_runtime.batching import DynamicBatcher, Slot
+from modeldeploy_runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady
+from modeldeploy_runtime.metrics import RuntimeMetrics
+from modeldeploy_runtime.model.loading import load_model
+from modeldeploy_runtime.model.servable import ServableModel
+from modeldeploy_runtime.settings import ServeSettings
+
+_log = logging.getLogger(__name__)
+
+
+class ModelState(enum.StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    DRAINING = "draining"
+
+
+class InferenceService:
+    def __init__(self, settings: ServeSettings, metrics: RuntimeMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.state = ModelState.LOADING
+        self.reason = "model is loading"
+        self.load_error: str | None = None
+        self.on_load_failure: Callable[[str], None] | None = None
+        self._model: ServableModel | None = None
+        self._batcher: DynamicBatcher | None = None
+
+    @property
+    def name(self) -> str:
+        return self.settings.model_name
+
+    @property
+    def ready(self) -> bool:
+        return self.state is ModelState.READY
+
+    @property
+    def batcher(self) -> DynamicBatcher | None:
+        return self._batcher
+
+    async def load(self) -> None:
+        """Loads and warms the model off the event loop, so probes keep answering meanwhile."""
+        started = time.perf_counter()
+        try:
+            model = await asyncio.to_thread(self._load_and_warm_up)
+        except ModelLoadError as error:
+            self._fail(str(error))
+            return
+        except Exception as error:
+            _log.exception("unexpected error while loading the model")
+            self._fail(f"{error.__class__.__name__}: {error}")
+            return
+        self._model = model
+        self._batcher = DynamicBatcher(
+            model.run,
+            max_batch_size=self.settings.max_batch_size,
+            max_delay_s=self.settings.max_batch_delay_ms / 1000.0,
+            max_queue_size=self.settings.max_queue_size,
+            request_timeout_s=self.settings.request_timeout_s,
+            combine_requests=model.metadata.batchable and self.settings.max_batch_size > 1,
+            observer=self.metrics,
+        )
+        self._batcher.start()
+        batcher = self._batcher
+        self.metrics.track_queue(lambda: batcher.queue_depth, lambda: batcher.in_flight)
+        if model.device.type == "cuda":
+            self.metrics.track_gpu_memory(model.device)
+        elapsed = time.perf_counter() - started
+        self.metrics.observe_load(elapsed)
+        if self.state is ModelState.LOADING:
+            self.state, self.reason = ModelState.READY, "model is ready"
+            self.metrics.set_ready(True)
+        _log.info("model %s ready on %s after %.2fs", self.name, model.device, elapsed)
+
+    def _load_and_warm_up(self) -> ServableModel:
+        if self.settings.torch_threads is not None:
+            torch.set_num_threads(self.settings.torch_threads)
+        model = load_model(
+            self.name,
+            self.settings.model_path,
+            self.settings.model_format,
+            self.settings.device,
+            self.settings.dtype,
+        )
+        batch_sizes = sorted({1, self.settings.max_batch_size})
+        try:
+            model.warm_up(batch_sizes)
+        except Exception as error:
+            raise ModelLoadError(f"warm-up with the declared input shapes failed: {error}") from error
+        return model
+
+    def _fail(self, reason: str) -> None:
+        self.state, self.load_error = ModelState.FAILED, reason
+        self.reason = f"model failed to load: {reason}"
+        _log.error("ModelLoadFailed: %s", reason)
+        if self.on_load_failure is not None:
+            self.on_load_failure(reason)
+
+    def begin_drain(self) -> None:
+        self.state, self.reason = ModelState.DRAINING, "server is draining before shutdown"
+        self.metrics.set_ready(False)
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        if self._batcher is None:
+            return True
+        try:
+            await asyncio.wait_for(self._batcher.wait_idle(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.stop()
+
+    def model(self, name: str) -> ServableModel:
+        """The model to describe or run; raises ModelNotFound or ModelNotReady."""
+        if name != self.name:
+            raise ModelNotFound(name)
+        if self._model is None or self.state is not ModelState.READY:
+            raise ModelNotReady(f"model '{name}' is not ready: {self.reason}")
+        return self._model
+
+    def metadata_model(self, name: str) -> ServableModel | None:
+        """The model for metadata even while draining; None while loading or after a failure."""
+        if name != self.name:
+            raise ModelNotFound(name)
+        return self._model
+
+    @contextlib.asynccontextmanager
+    async def admit(self, name: str) -> AsyncIterator[tuple[ServableModel, Slot]]:
+        model = self.model(name)
+        assert self._batcher is not None  # set together with the model
+        async with self._batcher.admit() as slot:
+            yield model, slot

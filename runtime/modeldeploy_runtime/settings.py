@@ -1,0 +1,98 @@
+"""Start-up settings: one validated object per subcommand, read from flags and `MODELDEPLOY_*` env vars.
+
+The operator sets these through environment variables, so the env names are a contract (docs/runtime.md).
+Flags given on the command line win over the environment.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MODELDEPLOY_"
+DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
+
+
+class ModelFormat(enum.StrEnum):
+    TORCHSCRIPT = "torchscript"
+    EXPORTED_PROGRAM = "exported-program"
+
+
+class DeviceChoice(enum.StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class DtypeChoice(enum.StrEnum):
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+
+
+class _RuntimeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True, protected_namespaces=())
+
+    termination_log: Path = Field(
+        DEFAULT_TERMINATION_LOG,
+        description="File that receives the reason of a fatal failure (Kubernetes' termination message).",
+    )
+
+
+class ServeSettings(_RuntimeSettings):
+    """Everything `serve` needs; validated once at start-up."""
+
+    model_name: str = Field(..., min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+    model_path: Path
+    model_format: ModelFormat | None = Field(None, description="Inferred from the file's contents when not given.")
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    device: DeviceChoice = DeviceChoice.AUTO
+    dtype: DtypeChoice = DtypeChoice.FLOAT32
+    max_batch_size: int = Field(8, ge=1, le=4096)
+    max_batch_delay_ms: float = Field(2.0, ge=0.0, le=10_000.0)
+    max_queue_size: int = Field(256, ge=1, le=1_000_000)
+    max_payload_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    request_timeout_s: float = Field(30.0, gt=0.0)
+    drain_grace_s: float = Field(25.0, ge=0.0)
+    exit_on_load_failure: bool = False
+    torch_threads: int | None = Field(
+        None, ge=1, le=1024, description="Intra-op threads for the model; torch's default when unset."
+    )
+    log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
+
+    @field_validator("model_path")
+    @classmethod
+    def _model_path_not_empty(cls, value: Path) -> Path:
+        if str(value) in ("", "."):
+            raise ValueError("must name a model file")
+        return value
+
+
+class FetchSettings(_RuntimeSettings):
+    """Everything `fetch` (the init container) needs."""
+
+    model_uri: str = Field(..., pattern=r"^(https?|file)://.+", description="https://, http:// or file://")
+    model_dest: Path
+    model_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    fetch_timeout_s: float = Field(30.0, gt=0.0, description="Bound on each connect and each read.")
+    fetch_deadline_s: float = Field(3600.0, gt=0.0, description="Bound on one whole download attempt.")
+    fetch_attempts: int = Field(4, ge=1, le=20)
+    fetch_backoff_s: float = Field(1.0, ge=0.0, le=300.0)
+
+
+def describe_validation_error(error: ValidationError, flag_names: dict[str, str]) -> str:
+    """One line per bad setting, naming the flag, the env var, the value given and what is allowed."""
+    lines = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "settings"
+        env_name = ENV_PREFIX + field.upper()
+        flag = flag_names.get(field)
+        where = f"{flag} / {env_name}" if flag else env_name
+        given = problem.get("input")
+        given_text = "" if given is None or isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"invalid setting {where}{given_text}: {problem['msg']}")
+    return "\n".join(lines)
