@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from lightkube import AsyncClient, Client, KubeConfig
 from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ServiceAccount
 
 from .kubeconfig import token_kubeconfig, write_kubeconfig
@@ -106,7 +107,10 @@ class ClusterConnection:
 
         The token is bound to the account: whatever runs with it has exactly the RBAC of that account.
         """
-        request = ServiceAccount.Token(spec=TokenRequestSpec(audiences=[], expirationSeconds=expiration_seconds))
+        request = ServiceAccount.Token(
+            metadata=ObjectMeta(name=name, namespace=namespace),
+            spec=TokenRequestSpec(audiences=[], expirationSeconds=expiration_seconds),
+        )
         response = self.client().create(request, name=name, namespace=namespace)
         if response.status is None or not response.status.token:
             raise RuntimeError(f"TokenRequest for {namespace}/{name} returned no token")
