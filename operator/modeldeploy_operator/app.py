@@ -51,6 +51,11 @@ def build_registry(config: OperatorSettings, api: "_LazyKubeApi") -> kopf.Operat
     def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
         _configure_kopf(settings, config)
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In-cluster first, then $KUBECONFIG: no API client library is needed for kopf's own connection.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.cleanup(registry=registry)
     async def close_api_client(**_: Any) -> None:
         await api.close()

@@ -58,7 +58,7 @@ def test_product_list_is_added_to_every_user_node_selector_term(make_md, gpu_spe
     ]
     spec = {
         **gpu_spec,
-        "gpu": {"count": 2, "product": ["NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB"]},
+        "gpu": {"count": 2, "products": ["NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB"]},
         "scheduling": {
             "affinity": {
                 "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": user_terms}}

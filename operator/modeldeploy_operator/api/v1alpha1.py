@@ -49,22 +49,7 @@ DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-
 FreeFormObject = Annotated[
     dict[str, Any], WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True})
 ]
-GpuProducts = Annotated[
-    str | list[str],
-    WithJsonSchema(
-        {
-            "x-kubernetes-preserve-unknown-fields": True,
-            "x-kubernetes-validations": [
-                cel(
-                    "type(self) == string ? self != '' : "
-                    "(type(self) == list && size(self) > 0 && self.all(p, type(p) == string && p != ''))",
-                    "gpu.product must be one non-empty product name "
-                    "(the node label nvidia.com/gpu.product, e.g. NVIDIA-H100-80GB-HBM3) or a non-empty list of them",
-                )
-            ],
-        }
-    ),
-]
+GpuProduct = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", max_length=63)]
 
 
 class _Model(BaseModel):
@@ -113,9 +98,12 @@ class GpuSpec(_Model):
             "default": {},
             "x-kubernetes-validations": [
                 cel(
-                    "!has(self.product) || self.count > 0",
-                    "gpu.product can only be set when gpu.count is greater than 0",
-                    ".product",
+                    "(!has(self.product) && !has(self.products)) || self.count > 0",
+                    "gpu.product and gpu.products can only be set when gpu.count is greater than 0",
+                ),
+                cel(
+                    "!(has(self.product) && has(self.products))",
+                    "set gpu.product (one GPU model) or gpu.products (a list), not both",
                 ),
             ],
         }
@@ -126,10 +114,14 @@ class GpuSpec(_Model):
         description=f"GPUs per replica, 0 to {MAX_GPUS_PER_POD}. 0 runs on the CPU; more than 0 sets the "
         "GPU resource limit and tolerates the nvidia.com/gpu taint.",
     )
-    product: GpuProducts | None = Field(
+    product: GpuProduct | None = Field(
         default=None,
-        description="GPU model(s) the replicas may run on: one product name or a list, matched against the "
-        "nvidia.com/gpu.product node label (set by NVIDIA GPU feature discovery) as required node affinity.",
+        description="GPU model the replicas must run on, matched against the nvidia.com/gpu.product node label "
+        "(set by NVIDIA GPU feature discovery) as required node affinity, e.g. NVIDIA-H100-80GB-HBM3.",
+    )
+    products: Annotated[list[GpuProduct], Field(min_length=1, max_length=32)] | None = Field(
+        default=None,
+        description="Several GPU models the replicas may run on (any of them); use instead of gpu.product.",
     )
     resource_name: Annotated[
         str,
@@ -181,10 +173,19 @@ class ResourceRequirements(_Model):
         }
     )
 
+    # maxProperties bounds the cost of the CEL rules above, which the apiserver estimates before accepting them.
     requests: dict[str, Quantity] = Field(
-        default_factory=dict, description="Minimum resources, e.g. {cpu: '2', memory: 8Gi}."
+        default_factory=dict,
+        max_length=8,
+        description="Minimum resources, e.g. {cpu: '2', memory: 8Gi}.",
+        json_schema_extra={"maxProperties": 8},
     )
-    limits: dict[str, Quantity] = Field(default_factory=dict, description="Maximum resources, e.g. {memory: 8Gi}.")
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict,
+        max_length=8,
+        description="Maximum resources, e.g. {memory: 8Gi}.",
+        json_schema_extra={"maxProperties": 8},
+    )
 
 
 class EnvVar(_Model):

@@ -226,9 +226,8 @@ def _tolerations(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
 
 def _affinity(spec: ModelDeploymentSpec) -> dict[str, Any] | None:
     affinity = copy.deepcopy(spec.scheduling.affinity) if spec.scheduling.affinity else {}
-    product = spec.gpu.product
-    if product and spec.gpu.count > 0:
-        products = [product] if isinstance(product, str) else list(product)
+    products = [spec.gpu.product] if spec.gpu.product else list(spec.gpu.products or [])
+    if products and spec.gpu.count > 0:
         requirement = {"key": GPU_PRODUCT_LABEL, "operator": "In", "values": products}
         node_affinity = affinity.setdefault("nodeAffinity", {})
         required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})

@@ -18,6 +18,8 @@ from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
 
 Key = tuple[str, str]
 OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
+# For errors kopf does not classify; ours carry their own delay (TemporaryError) or stop (PermanentError).
+RETRY_BACKOFF_SECONDS = 10
 
 
 def _owner_key(namespace: str | None, body: kopf.Body) -> Key | None:
@@ -39,26 +41,26 @@ def _only(store: Any) -> dict[str, Any] | None:
 
 
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_timeout: float) -> None:
-    @kopf.index(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.index(GROUP, VERSION, PLURAL, registry=registry, id="modeldeployments")
     def modeldeployments(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
         return {(namespace or "", name): _snapshot(body)}
 
-    @kopf.index("apps", "v1", "deployments", labels=OWNED, registry=registry)
+    @kopf.index("apps", "v1", "deployments", labels=OWNED, registry=registry, id="owned_deployments")
     def owned_deployments(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
         key = _owner_key(namespace, body)
         return {key: _snapshot(body)} if key else None
 
-    @kopf.index("v1", "services", labels=OWNED, registry=registry)
+    @kopf.index("v1", "services", labels=OWNED, registry=registry, id="owned_services")
     def owned_services(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
         key = _owner_key(namespace, body)
         return {key: _snapshot(body)} if key else None
 
-    @kopf.index("v1", "pods", labels=OWNED, registry=registry)
+    @kopf.index("v1", "pods", labels=OWNED, registry=registry, id="owned_pods")
     def owned_pods(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
         key = _owner_key(namespace, body)
         return {key: _snapshot(body)} if key else None
 
-    @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", registry=registry)
+    @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", registry=registry, id="autoscaled_deployments")
     def autoscaled_deployments(*, namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[Key, bool] | None:
         target = spec.get("scaleTargetRef") or {}
         if target.get("kind") == "Deployment" and str(target.get("apiVersion", "")).startswith("apps/"):
@@ -73,21 +75,23 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_ti
             deployment_autoscaled=key in indexes["autoscaled_deployments"],
         )
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, timeout=handler_timeout)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, timeout=handler_timeout)
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, timeout=handler_timeout)
+    retry = {"registry": registry, "timeout": handler_timeout, "backoff": RETRY_BACKOFF_SECONDS}
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", **retry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", **retry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", **retry)
     async def reconcile_modeldeployment(*, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any) -> None:
         key = (namespace or "", name)
         await reconciler.reconcile(_snapshot(body), children_of(key, kwargs), trigger="spec")
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="forget_deleted")
     def forget_deleted(*, type: str, namespace: str | None, name: str, uid: str, **_: Any) -> None:
         if type == "DELETED":
             reconciler.forget(namespace or "", name, uid)
 
-    @kopf.on.event("apps", "v1", "deployments", labels=OWNED, registry=registry)
-    @kopf.on.event("v1", "services", labels=OWNED, registry=registry)
-    @kopf.on.event("v1", "pods", labels=OWNED, registry=registry)
+    @kopf.on.event("apps", "v1", "deployments", labels=OWNED, registry=registry, id="deployment_changed")
+    @kopf.on.event("v1", "services", labels=OWNED, registry=registry, id="service_changed")
+    @kopf.on.event("v1", "pods", labels=OWNED, registry=registry, id="pod_changed")
     async def child_changed(*, namespace: str | None, body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
         key = _owner_key(namespace, body)
         owner = _only(kwargs["modeldeployments"].get(key)) if key else None
