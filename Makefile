@@ -27,12 +27,16 @@ binaries: ## Build (once, cached outside the repo) etcd, kube-*, kubectl, kwok a
 	devcluster/build-binaries.sh >/dev/null
 
 .PHONY: cluster-up
-cluster-up: venv binaries ## Start the local control plane with simulated GPU nodes; prints export lines
-	$(PY) -m modeldeploy_devcluster up --state-dir $(CLUSTER_STATE)
+cluster-up: venv binaries ## Start the local control plane with simulated GPU nodes: eval "$(make -s cluster-up)"
+	@$(PY) -m modeldeploy_devcluster up --state-dir $(CLUSTER_STATE)
 
 .PHONY: cluster-down
 cluster-down: ## Stop exactly what cluster-up started and remove its data
 	@if [ -x $(PY) ]; then $(PY) -m modeldeploy_devcluster down --state-dir $(CLUSTER_STATE); fi
+
+.PHONY: test-devcluster
+test-devcluster: venv binaries ## Tests of the local control plane harness (starts its own clusters)
+	$(VENV)/bin/pytest -q tests/devcluster
 
 .PHONY: lint
 lint: venv ## ruff and mypy

@@ -11,6 +11,7 @@ yet): pods are annotated through their template, at creation, as the operator's 
 
 from __future__ import annotations
 
+import textwrap
 from enum import StrEnum
 from typing import Any
 
@@ -109,6 +110,37 @@ conditions:
 
 _NOW = "{{ $now := Now }}\n"
 
+# Container states, as YAML blocks that go under `state:` or `lastState:`.
+_RUNNING = """
+running:
+  startedAt: {{ $now | Quote }}
+"""
+_COMPLETED = """
+terminated:
+  exitCode: 0
+  reason: Completed
+  startedAt: {{ $now | Quote }}
+  finishedAt: {{ $now | Quote }}
+"""
+
+
+def _container_statuses(*, ready: bool, started: bool, restarts: int, state: str, last_state: str = "") -> str:
+    """A `containerStatuses` list: every container of the pod in the same state."""
+    lines = [
+        "containerStatuses:",
+        "{{ range .spec.containers }}",
+        "- image: {{ .image | Quote }}",
+        "  name: {{ .name | Quote }}",
+        f"  ready: {str(ready).lower()}",
+        f"  started: {str(started).lower()}",
+        f"  restartCount: {restarts}",
+    ]
+    if last_state:
+        lines += ["  lastState:", textwrap.indent(last_state.strip("\n"), "    ")]
+    lines += ["  state:", textwrap.indent(state.strip("\n"), "    "), "{{ end }}"]
+    return "\n".join(lines) + "\n"
+
+
 _POD_READY_TEMPLATE = (
     _NOW
     + """
@@ -127,19 +159,9 @@ conditions:
   status: "True"
   type: {{ .conditionType | Quote }}
 {{ end }}
-containerStatuses:
-{{ range .spec.containers }}
-- image: {{ .image | Quote }}
-  name: {{ .name | Quote }}
-  ready: true
-  started: true
-  restartCount: 0
-  state:
-    running:
-      startedAt: {{ $now | Quote }}
-{{ end }}
 phase: Running
 """
+    + _container_statuses(ready=True, started=True, restarts=0, state=_RUNNING)
     + _INIT_CONTAINERS_DONE
     + _POD_ADDRESSES
 )
@@ -153,34 +175,31 @@ def _annotation_or(variable: str, annotation: str, default: str) -> str:
 # The container ran, exited, was restarted, exited again, and the kubelet now backs off.
 _CRASH_LOOP_TEMPLATE = (
     _NOW
+    + "{{ $pod := . }}\n"
     + "{{ $annotations := or .metadata.annotations dict }}\n"
     + _annotation_or("exitCode", EXIT_CODE_ANNOTATION, "1")
     + _annotation_or("message", MESSAGE_ANNOTATION, "")
     + _annotation_or("reason", REASON_ANNOTATION, "Error")
-    + """
-{{ $pod := . }}
-containerStatuses:
-{{ range .spec.containers }}
-- image: {{ .image | Quote }}
-  name: {{ .name | Quote }}
-  ready: false
-  started: false
-  restartCount: 1
-  lastState:
-    terminated:
-      exitCode: {{ atoi $exitCode }}
-      reason: {{ $reason | Quote }}
-      message: {{ $message | Quote }}
-      startedAt: {{ $now | Quote }}
-      finishedAt: {{ $now | Quote }}
-  state:
-    waiting:
-      reason: CrashLoopBackOff
-      message: {{ printf "back-off 10s restarting failed container=%s pod=%s_%s(%s)"
-                  .name $pod.metadata.name $pod.metadata.namespace $pod.metadata.uid | Quote }}
-{{ end }}
-phase: Running
-"""
+    + "phase: Running\n"
+    + _container_statuses(
+        ready=False,
+        started=False,
+        restarts=1,
+        last_state="""
+terminated:
+  exitCode: {{ atoi $exitCode }}
+  reason: {{ $reason | Quote }}
+  message: {{ $message | Quote }}
+  startedAt: {{ $now | Quote }}
+  finishedAt: {{ $now | Quote }}
+""",
+        state="""
+waiting:
+  reason: CrashLoopBackOff
+  message: {{ printf "back-off 10s restarting failed container=%s pod=%s_%s(%s)"
+              .name $pod.metadata.name $pod.metadata.namespace $pod.metadata.uid | Quote }}
+""",
+    )
     + _CONDITIONS_NOT_READY
     + _INIT_CONTAINERS_DONE
     + _POD_ADDRESSES
@@ -189,21 +208,17 @@ phase: Running
 # The image cannot be pulled: the pod stays Pending with its containers waiting.
 _IMAGE_PULL_ERROR_TEMPLATE = (
     _NOW
-    + """
-containerStatuses:
-{{ range .spec.containers }}
-- image: {{ .image | Quote }}
-  name: {{ .name | Quote }}
-  ready: false
-  started: false
-  restartCount: 0
-  state:
-    waiting:
-      reason: ImagePullBackOff
-      message: {{ printf "Back-off pulling image %q" .image | Quote }}
-{{ end }}
-phase: Pending
-"""
+    + "phase: Pending\n"
+    + _container_statuses(
+        ready=False,
+        started=False,
+        restarts=0,
+        state="""
+waiting:
+  reason: ImagePullBackOff
+  message: {{ printf "Back-off pulling image %q" .image | Quote }}
+""",
+    )
     + _CONDITIONS_NOT_READY
     + _INIT_CONTAINERS_DONE
     + _POD_ADDRESSES
@@ -212,20 +227,8 @@ phase: Pending
 # Containers run but their readiness probes never pass.
 _NOT_READY_TEMPLATE = (
     _NOW
-    + """
-containerStatuses:
-{{ range .spec.containers }}
-- image: {{ .image | Quote }}
-  name: {{ .name | Quote }}
-  ready: false
-  started: true
-  restartCount: 0
-  state:
-    running:
-      startedAt: {{ $now | Quote }}
-{{ end }}
-phase: Running
-"""
+    + "phase: Running\n"
+    + _container_statuses(ready=False, started=True, restarts=0, state=_RUNNING)
     + _CONDITIONS_NOT_READY
     + _INIT_CONTAINERS_DONE
     + _POD_ADDRESSES
@@ -233,27 +236,11 @@ phase: Running
 
 # A Job's pod whose containers all exited 0.
 _JOB_POD_COMPLETE_TEMPLATE = (
-    _NOW
-    + """
-containerStatuses:
-{{ range .spec.containers }}
-- image: {{ .image | Quote }}
-  name: {{ .name | Quote }}
-  ready: false
-  started: false
-  restartCount: 0
-  state:
-    terminated:
-      exitCode: 0
-      reason: Completed
-      startedAt: {{ $now | Quote }}
-      finishedAt: {{ $now | Quote }}
-{{ end }}
-phase: Succeeded
-"""
+    _NOW + "phase: Succeeded\n" + _container_statuses(ready=False, started=False, restarts=0, state=_COMPLETED)
 )
 
-_NODE_INITIALIZE_TEMPLATE = """
+# Every node condition healthy, stamped now: what a kubelet reports of a node with nothing wrong.
+_NODE_CONDITIONS = """
 {{ $now := Now }}
 {{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
 conditions:
@@ -265,6 +252,12 @@ conditions:
   status: {{ .status | Quote }}
   type: {{ .type | Quote }}
 {{ end }}
+"""
+
+# Capacity, allocatable and addresses are left as nodes.py created them.
+_NODE_INITIALIZE_TEMPLATE = (
+    _NODE_CONDITIONS
+    + """
 {{ $nodeInfo := .status.nodeInfo }}
 {{ $kwokVersion := printf "kwok-%s" Version }}
 nodeInfo:
@@ -280,21 +273,7 @@ nodeInfo:
   systemUUID: {{ or $nodeInfo.systemUUID `""` }}
 phase: Running
 """
-
-# With node leases the status heartbeat is rare (10-20 min), as a kubelet's is.
-_NODE_HEARTBEAT_TEMPLATE = """
-{{ $now := Now }}
-{{ $lastTransitionTime := or .metadata.creationTimestamp $now }}
-conditions:
-{{ range NodeConditions }}
-- lastHeartbeatTime: {{ $now | Quote }}
-  lastTransitionTime: {{ $lastTransitionTime | Quote }}
-  message: {{ .message | Quote }}
-  reason: {{ .reason | Quote }}
-  status: {{ .status | Quote }}
-  type: {{ .type | Quote }}
-{{ end }}
-"""
+)
 
 _NODE_READY_KEY = '.status.conditions.[] | select( .type == "Ready" ) | .status'
 
@@ -340,7 +319,8 @@ def stages() -> list[dict[str, Any]]:
                 {"key": ".status.phase", "operator": "In", "values": ["Running"]},
                 {"key": _NODE_READY_KEY, "operator": "In", "values": ["True"]},
             ],
-            {"statusTemplate": _NODE_HEARTBEAT_TEMPLATE},
+            # With node leases the status heartbeat is rare (10-20 min), as a kubelet's is.
+            {"statusTemplate": _NODE_CONDITIONS},
             delay={"durationMilliseconds": 600_000, "jitterDurationMilliseconds": 610_000},
         ),
         _stage(
