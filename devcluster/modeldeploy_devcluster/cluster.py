@@ -287,8 +287,10 @@ class LocalCluster:
     @staticmethod
     def _etcd_healthy(ports: Ports) -> bool:
         response = httpx.get(f"http://{LOOPBACK}:{ports.etcd_client}/health", timeout=5.0)
+        if response.status_code != 200:
+            return False
         health: dict[str, Any] = response.json()
-        return response.status_code == 200 and health.get("health") == "true"
+        return health.get("health") == "true"
 
 
 def _ready_nodes(client: Client) -> set[str]:

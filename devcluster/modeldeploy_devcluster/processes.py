@@ -70,8 +70,8 @@ def start_process(name: str, argv: Sequence[str], log_path: Path, cwd: Path) -> 
     stat = _proc_stat(process.pid)
     if stat is None:
         raise RuntimeError(f"{name} exited at once; see {log_path}")
-    # The Popen object is dropped on purpose: the process outlives this one (the CLI exits after `up`).
-    # Python reaps it if we are still its parent when it exits, through the subprocess module's list.
+    # The Popen object is dropped on purpose: the process outlives this one (the CLI exits after `up`),
+    # and whoever stops it finds it by the record. While we are its parent, stop_processes reaps it.
     return ProcessRecord(name=name, pid=process.pid, start_ticks=stat[1], log_path=log_path, argv=list(argv))
 
 
