@@ -134,7 +134,9 @@ class Reconciler:
         key = (metadata["namespace"], metadata["name"])
         previous = self._written_status.get(metadata["uid"]) or body.get("status") or {}
         status = compute_status(observed, previous, datetime.now(UTC))
-        if status == previous:
+        # The apiserver stores a merge patch's nulls as absent keys: compare what it will store.
+        stored = {key: value for key, value in status.items() if value is not None}
+        if stored == previous:
             return
         try:
             await self._api.write_status(key[0], key[1], status)
@@ -144,7 +146,7 @@ class Reconciler:
             # A status our own schema refuses is a bug of ours, not the user's: say so loudly, do not retry.
             logger.error("status of %s/%s rejected by the apiserver: %s", *key, error)
             raise kopf.PermanentError(f"status rejected: {error}") from error
-        self._written_status[metadata["uid"]] = status
+        self._written_status[metadata["uid"]] = stored
         metrics.STATUS_WRITES.inc()
         for event_type, reason, message in transition_events(previous, status):
             kopf.event(_as_body(body), type=event_type, reason=reason, message=message)

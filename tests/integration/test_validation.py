@@ -1,0 +1,64 @@
+"""Bad ModelDeployments are refused by the apiserver at apply time, with the field and what is allowed."""
+
+import pytest
+
+INVALID = {
+    "gpu count over the maximum": ({"gpu": {"count": 17}}, "spec.gpu.count"),
+    "negative gpu count": ({"gpu": {"count": -1}}, "spec.gpu.count"),
+    "product without gpus": ({"gpu": {"count": 0, "product": "NVIDIA-H100-80GB-HBM3"}}, "gpu.product"),
+    "product and products": (
+        {"gpu": {"count": 1, "product": "A", "products": ["B"]}},
+        "set gpu.product (one GPU model) or gpu.products",
+    ),
+    "bad resource name": ({"gpu": {"count": 1, "resourceName": "gpu"}}, "spec.gpu.resourceName"),
+    "unsupported uri scheme": ({"model": {"uri": "s3://bucket/model.pt"}}, "model.uri must be pvc://CLAIM/PATH"),
+    "pvc uri without a path": ({"model": {"uri": "pvc://models"}}, "model.uri must be pvc://CLAIM/PATH"),
+    "short sha256": ({"model": {"uri": "file:///m.pt", "sha256": "abc"}}, "spec.model.sha256"),
+    "model name not DNS-safe": ({"model": {"uri": "file:///m.pt", "name": "ResNet_50"}}, "spec.model.name"),
+    "unknown model format": ({"model": {"uri": "file:///m.pt", "format": "onnx"}}, "spec.model.format"),
+    "negative replicas": ({"replicas": -2}, "spec.replicas"),
+    "zero batch size": ({"runtime": {"maxBatchSize": 0}}, "spec.runtime.maxBatchSize"),
+    "shared memory not a quantity": ({"gpu": {"count": 1, "sharedMemory": "lots"}}, "spec.gpu.sharedMemory"),
+    "memory not a quantity": (
+        {"runtime": {"resources": {"requests": {"memory": "8 GB"}}}},
+        "spec.runtime.resources.requests.memory",
+    ),
+    "gpu in resources": ({"runtime": {"resources": {"limits": {"nvidia.com/gpu": 1}}}}, "set GPUs with gpu.count"),
+    "limit below request": (
+        {"runtime": {"resources": {"requests": {"memory": "8Gi"}, "limits": {"memory": "4Gi"}}}},
+        "limits.memory must be at least runtime.resources.requests.memory",
+    ),
+    "service port out of range": ({"service": {"port": 70000}}, "spec.service.port"),
+    "service type": ({"service": {"type": "ExternalName"}}, "spec.service.type"),
+    "duplicate env": (
+        {"runtime": {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}},
+        "spec.runtime.env",
+    ),
+    "unknown field": ({"gpus": 1}, 'unknown field "spec.gpus"'),
+}
+
+
+@pytest.mark.parametrize("spec, message", INVALID.values(), ids=INVALID.keys())
+def test_invalid_spec_is_rejected_naming_the_field(crd_installed, kube, md, spec, message) -> None:
+    manifest = md("invalid")
+    manifest["spec"].update(spec)
+    if "model" in spec:
+        manifest["spec"]["model"] = spec["model"]
+    result = kube.apply(manifest, check=False)
+    assert result.returncode != 0, f"accepted: {manifest['spec']}"
+    assert message in result.stderr, result.stderr
+
+
+def test_name_must_be_a_dns_label(crd_installed, kube, md) -> None:
+    result = kube.apply(md("model.v2"), check=False)
+    assert result.returncode != 0
+    assert "metadata.name must be a DNS-1035 label" in result.stderr
+
+
+def test_defaults_are_filled_in_by_the_apiserver(crd_installed, kube, md) -> None:
+    kube.apply(md("defaults"))
+    spec = kube.get("md", "defaults")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["gpu"] == {"count": 0, "resourceName": "nvidia.com/gpu"}
+    assert spec["runtime"]["maxBatchSize"] == 32 and spec["runtime"]["maxBatchDelayMs"] == 5
+    assert spec["service"] == {"type": "ClusterIP", "port": 80}
