@@ -3,6 +3,7 @@
 Counted at the apiserver (its request metrics), so writes by kopf itself count too, not only ours.
 """
 
+import os
 import re
 import time
 
@@ -15,8 +16,6 @@ WATCHED = {
     ("", "events"): None,
     ("events.k8s.io", "events"): None,
 }
-import os
-
 QUIET_SECONDS = int(os.environ.get("MODELDEPLOY_QUIET_SECONDS", "60"))
 _SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 
