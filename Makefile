@@ -60,3 +60,11 @@ test-unit: venv ## Unit tests of pure functions (no cluster)
 .PHONY: run-operator
 run-operator: venv ## Run the operator against $$KUBECONFIG
 	$(PY) -m modeldeploy_operator --bind-address 127.0.0.1
+
+.PHONY: dev
+dev: venv binaries ## The playground: control plane, GPU nodes, operator, a sample served by the real runtime (Ctrl-C stops)
+	$(PY) -m modeldeploy_devcluster.playground up --state-dir $(STATE_DIR)/playground
+
+.PHONY: dev-down
+dev-down: ## Stop a playground left running
+	@if [ -x $(PY) ]; then $(PY) -m modeldeploy_devcluster.playground down --state-dir $(STATE_DIR)/playground; fi
