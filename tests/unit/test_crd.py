@@ -90,3 +90,10 @@ def test_scale_subresource_and_printer_columns() -> None:
     crd = yaml.safe_load(CRD_PATH.read_text())
     assert crd["spec"]["names"]["shortNames"] == ["md"]
     assert crd["spec"]["group"] == "serving.modeldeploy.dev"
+
+
+def test_readme_reference_is_generated_from_the_models() -> None:
+    from modeldeploy_operator.api.reference import render_reference
+
+    readme = (CRD_PATH.parents[1] / "README.md").read_text()
+    assert render_reference() in readme, "paste `python -m modeldeploy_operator.api.reference` into README.md"
