@@ -1,6 +1,7 @@
 """Builds and runs the operator: kopf's settings, our handlers, the API client, health and metrics."""
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -9,6 +10,7 @@ import lightkube
 import prometheus_client
 from lightkube.config.kubeconfig import KubeConfig
 
+from modeldeploy_operator import leader
 from modeldeploy_operator.api.v1alpha1 import GROUP
 from modeldeploy_operator.kube import KubeApi
 from modeldeploy_operator.manifests.labels import FIELD_MANAGER
@@ -81,6 +83,9 @@ def _configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSett
     kopf_settings.execution.max_workers = 20
     kopf_settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     kopf_settings.peering.standalone = True
+    # kopf's restricted mode: API discovery once at start, no watching of CRDs and namespaces, so the operator
+    # needs no permission on those cluster-scoped kinds (the chart installs the CRD before the operator starts).
+    kopf_settings.scanning.disabled = True
 
 
 def run(settings: OperatorSettings) -> None:
@@ -90,15 +95,20 @@ def run(settings: OperatorSettings) -> None:
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
     )
     logging.getLogger().setLevel(settings.log_level)
+    if settings.log_level != "DEBUG":
+        # kopf logs every handled event at INFO, and the API client every request: one line per pod event
+        # at scale. Failures still show (WARNING and up); our own log says what was applied and why.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port, addr=settings.bind_address)
     registry = build_registry(settings, _LazyKubeApi())
-    asyncio.run(
-        kopf.operator(
-            registry=registry,
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
-            liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
-            standalone=True,
-        )
+    operate = functools.partial(
+        kopf.operator,
+        registry=registry,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
+        standalone=True,
     )
+    asyncio.run(leader.run_elected(settings, operate) if settings.leader_election else operate())

@@ -5,7 +5,7 @@ Reads come from kopf's watches and indexes, never from here, so the steady state
 
 from typing import Any
 
-import httpx
+import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
@@ -69,5 +69,5 @@ class KubeApi:
             if code in (400, 422):
                 raise RejectedError(message) from error
             raise TransientError(f"HTTP {code}: {message}") from error
-        except httpx.HTTPError as error:
+        except httpx2.HTTPError as error:
             raise TransientError(f"{type(error).__name__}: {error}") from error
