@@ -178,3 +178,29 @@ def test_deletion_cascades_by_garbage_collection(operator, kube, md) -> None:
     kube.wait_for(
         "children collected", lambda: kube.get("deployment", "resnet") is None and kube.get("service", "resnet") is None
     )
+
+
+def test_a_refused_update_keeps_the_working_service(operator, kube, md) -> None:
+    kube.apply(md("resnet", **GPU_MD))
+    kube.wait_condition("resnet", "Ready", "True")
+    template = kube.get("deployment", "resnet")["spec"]["template"]
+
+    bad_affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "Within", "values": ["a"]}]}]
+            }
+        }
+    }
+    kube.apply(md("resnet", **GPU_MD, scheduling={"affinity": bad_affinity}))
+    degraded = kube.wait_condition("resnet", "Degraded", "True", "ApplyFailed")
+    assert "Within" in degraded["message"] and "previous spec keeps serving" in degraded["message"]
+    assert kube.get("deployment", "resnet")["spec"]["template"] == template
+    assert kube.get("deployment", "resnet")["status"]["readyReplicas"] == 2
+    warnings = kube.run("get", "events", "--field-selector", "type=Warning,involvedObject.kind=ModelDeployment").stdout
+    assert "ApplyFailed" in warnings
+
+    kube.apply(md("resnet", **GPU_MD))  # fixed: back to Ready, without a rollout
+    kube.wait_condition("resnet", "Degraded", "False")
+    kube.wait_condition("resnet", "Ready", "True")
+    assert kube.get("deployment", "resnet")["spec"]["template"] == template

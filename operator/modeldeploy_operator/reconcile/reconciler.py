@@ -89,7 +89,8 @@ class Reconciler:
             await self._report_unservable(body, children, Failure("InvalidSpec", str(error)))
             raise kopf.PermanentError(f"invalid spec: {error}") from error
         except RejectedError as error:
-            failure = Failure("ApplyFailed", f"the apiserver rejected the {kind}: {error}; fix the spec")
+            kept = "; the previous spec keeps serving" if children.deployment else ""
+            failure = Failure("ApplyFailed", f"the apiserver rejected the {kind} built from this spec: {error}{kept}")
             await self._report_unservable(body, children, failure)
             raise kopf.PermanentError(failure.message) from error
         except TransientError as error:
