@@ -29,6 +29,15 @@ def _parse_args(argv: list[str] | None) -> dict[str, object]:
     parser.add_argument("--health-port", type=int, help="port of the /healthz liveness endpoint")
     parser.add_argument("--metrics-port", type=int, help="port of /metrics (0: off)")
     parser.add_argument("--bind-address", help="address of the health and metrics endpoints")
+    parser.add_argument(
+        "--leader-elect",
+        dest="leader_election",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reconcile only while holding the leader Lease, so that several replicas are safe",
+    )
+    parser.add_argument("--leader-election-namespace", help="namespace of the Lease (default: the pod's own)")
+    parser.add_argument("--leader-election-lease-name", help="name of the Lease (default: modeldeploy-operator)")
     args = vars(parser.parse_args(argv))
     if args.pop("all_namespaces"):
         args["namespaces"] = []

@@ -1,6 +1,6 @@
 """Prometheus metrics of the operator."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
     "modeldeploy_reconciles_total",
@@ -24,4 +24,8 @@ TIME_TO_READY = Histogram(
     "modeldeploy_time_to_ready_seconds",
     "From a ModelDeployment's creation to its first Ready=True.",
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600),
+)
+LEADER = Gauge(
+    "modeldeploy_leader_election_leader",
+    "1 while this replica holds the leader Lease and reconciles, 0 while it waits as a standby.",
 )

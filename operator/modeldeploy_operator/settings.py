@@ -1,12 +1,15 @@
 """The operator's configuration: one object, from MODELDEPLOY_* environment variables and CLI flags,
 validated at start-up so a bad setting stops the operator with a clear message instead of failing later."""
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_RUNTIME_IMAGE = "ghcr.io/modeldeploy/runtime:0.1.0"
+# Where a pod finds its own namespace: the default namespace of the leader election Lease.
+POD_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class OperatorSettings(BaseSettings):
@@ -31,6 +34,30 @@ class OperatorSettings(BaseSettings):
     watch_server_timeout_seconds: int = Field(default=300, ge=10, le=3600)
     watch_client_timeout_seconds: int = Field(default=330, ge=15, le=3900)
     handler_timeout_seconds: int = Field(default=120, ge=5, le=3600)
+    # Leader election (leader.py): controller-runtime's defaults, 15s / 10s / 2s.
+    leader_election: bool = Field(
+        default=False, description="Run as one candidate of several: reconcile only while holding the Lease."
+    )
+    leader_election_namespace: str = Field(
+        default_factory=lambda: POD_NAMESPACE_FILE.read_text().strip() if POD_NAMESPACE_FILE.is_file() else "",
+        max_length=63,
+        description="Namespace of the Lease; defaults to the pod's own namespace.",
+    )
+    leader_election_lease_name: str = Field(
+        default="modeldeploy-operator",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+        description="Name of the Lease the replicas compete for.",
+    )
+    leader_election_lease_duration_seconds: int = Field(
+        default=15, ge=2, le=600, description="How long a standby waits for a silent leader before taking over."
+    )
+    leader_election_renew_deadline_seconds: float = Field(
+        default=10, gt=0, le=600, description="How long a leader keeps trying to renew before it gives up and exits."
+    )
+    leader_election_retry_period_seconds: float = Field(
+        default=2, gt=0, le=60, description="How often the leader renews and a standby tries to take over."
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod
@@ -43,3 +70,24 @@ class OperatorSettings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _leader_election_consistent(self) -> Self:
+        if not self.leader_election:
+            return self
+        if self.leader_election_renew_deadline_seconds >= self.leader_election_lease_duration_seconds:
+            raise ValueError(
+                "leader_election_renew_deadline_seconds must be less than leader_election_lease_duration_seconds, "
+                "so that a leader that cannot renew stops before a standby may take over"
+            )
+        if self.leader_election_retry_period_seconds * 1.2 >= self.leader_election_renew_deadline_seconds:
+            raise ValueError(
+                "leader_election_retry_period_seconds x 1.2 must be less than leader_election_renew_deadline_seconds, "
+                "so that a leader gets more than one try to renew"
+            )
+        if not self.leader_election_namespace:
+            raise ValueError(
+                "leader_election_namespace is required when leader_election is on outside a pod "
+                "(MODELDEPLOY_LEADER_ELECTION_NAMESPACE or --leader-election-namespace)"
+            )
+        return self
