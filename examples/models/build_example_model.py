@@ -11,7 +11,6 @@ import argparse
 from pathlib import Path
 
 import torch
-
 from modeldeploy_runtime.model.metadata import Datatype, ModelMetadata, TensorSpec
 from modeldeploy_runtime.model.packaging import save_torchscript
 
@@ -26,9 +25,7 @@ METADATA = ModelMetadata(
 class Classifier(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.layers = torch.nn.Sequential(
-            torch.nn.Linear(FEATURES, 16), torch.nn.ReLU(), torch.nn.Linear(16, CLASSES)
-        )
+        self.layers = torch.nn.Sequential(torch.nn.Linear(FEATURES, 16), torch.nn.ReLU(), torch.nn.Linear(16, CLASSES))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.layers(features)

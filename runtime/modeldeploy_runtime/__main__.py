@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_settings(settings_type: SettingsType, arguments: argparse.Namespace) -> ServeSettings | FetchSettings:
+def load_settings(arguments: argparse.Namespace) -> ServeSettings | FetchSettings:
+    """The subcommand's settings from its flags and the environment; exit code 2 with reasons if invalid."""
+    settings_type: SettingsType = ServeSettings if arguments.command == "serve" else FetchSettings
     given = {
         field: value for field in settings_type.model_fields if (value := getattr(arguments, field, None)) is not None
     }
@@ -74,18 +76,15 @@ def _load_settings(settings_type: SettingsType, arguments: argparse.Namespace) -
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT, stream=sys.stderr)
-    if arguments.command == "serve":
-        serve_settings = _load_settings(ServeSettings, arguments)
-        assert isinstance(serve_settings, ServeSettings)
-        # Imported here: torch and uvicorn load only once the settings are known to be valid.
+    settings = load_settings(arguments)
+    # Imported late: torch and uvicorn load only once the settings are known to be valid.
+    if isinstance(settings, ServeSettings):
         from modeldeploy_runtime.server import serve
 
-        return serve(serve_settings)
-    fetch_settings = _load_settings(FetchSettings, arguments)
-    assert isinstance(fetch_settings, FetchSettings)
+        return serve(settings)
     from modeldeploy_runtime.fetch import fetch_model
 
-    return fetch_model(fetch_settings)
+    return fetch_model(settings)
 
 
 if __name__ == "__main__":

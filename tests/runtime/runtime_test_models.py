@@ -121,9 +121,10 @@ def build_exported_mlp(path: Path) -> torch.nn.Module:
     return model
 
 
-def build_slow(path: Path, rounds: int) -> torch.nn.Module:
+def build_slow(path: Path, rounds: int, width: int = 4) -> torch.nn.Module:
     model = Slow(rounds).eval()
-    save_torchscript(model, path, ModelMetadata(inputs=(_fp32("features", 4),), outputs=(_fp32("doubled", 4),)))
+    metadata = ModelMetadata(inputs=(_fp32("features", width),), outputs=(_fp32("doubled", width),))
+    save_torchscript(model, path, metadata)
     return model
 
 

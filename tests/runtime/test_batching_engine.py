@@ -1,0 +1,135 @@
+"""The batching engine on its own, in process, with a real torch function as the model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+import torch
+from modeldeploy_runtime.batching import DynamicBatcher
+from modeldeploy_runtime.errors import InferenceFailed, Overloaded, RequestTimedOut
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batch_sizes: list[int] = []
+        self.waits: list[float] = []
+
+    def observe_batch(self, size: int, inference_s: float) -> None:
+        self.batch_sizes.append(size)
+
+    def observe_queue_wait(self, wait_s: float) -> None:
+        self.waits.append(wait_s)
+
+
+def affine(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    time.sleep(0.002)  # long enough for requests to pile up behind a running batch
+    return [inputs[0] * 3 + 1, inputs[0].sum(dim=1)]
+
+
+def engine(recorder: Recorder, **overrides: object) -> DynamicBatcher:
+    options: dict[str, object] = {
+        "max_batch_size": 16, "max_delay_s": 0.005, "max_queue_size": 1000,
+        "request_timeout_s": 10.0, "combine_requests": True,
+    } | overrides  # fmt: skip
+    return DynamicBatcher(affine, observer=recorder, **options)  # type: ignore[arg-type]
+
+
+async def submit(batcher: DynamicBatcher, rows: torch.Tensor) -> list[torch.Tensor]:
+    async with batcher.admit() as slot:
+        await asyncio.sleep(0)  # like reading a body: let other requests arrive
+        return await slot.infer([rows])
+
+
+async def test_each_request_gets_its_own_rows_and_batches_respect_the_limit() -> None:
+    recorder = Recorder()
+    batcher = engine(recorder)
+    batcher.start()
+    # Two shapes (width 3 and 5) must never share a batch; sizes 1..4 rows.
+    requests = [torch.full((1 + index % 4, 3 + 2 * (index % 2)), float(index)) for index in range(300)]
+    results = await asyncio.gather(*(submit(batcher, rows) for rows in requests))
+    await batcher.stop()
+    for rows, (scaled, total) in zip(requests, results, strict=True):
+        assert torch.equal(scaled, rows * 3 + 1)
+        assert torch.equal(total, rows.sum(dim=1))
+    assert sum(recorder.batch_sizes) == sum(rows.shape[0] for rows in requests)
+    assert max(recorder.batch_sizes) <= 16
+    assert len(recorder.batch_sizes) < 100  # batched, not one call per request
+
+
+async def test_a_lone_request_does_not_wait_for_the_batch_delay() -> None:
+    recorder = Recorder()
+    batcher = engine(recorder, max_delay_s=5.0)
+    batcher.start()
+    started = time.perf_counter()
+    await submit(batcher, torch.ones(1, 3))
+    elapsed = time.perf_counter() - started
+    await batcher.stop()
+    assert elapsed < 2.0, f"a lone request waited {elapsed:.2f}s for company that was never coming"
+
+
+async def test_admission_beyond_the_queue_bound_is_refused() -> None:
+    batcher = engine(Recorder(), max_queue_size=2)
+    batcher.start()
+    async with batcher.admit(), batcher.admit():
+        with pytest.raises(Overloaded, match="queue is full"):
+            async with batcher.admit():
+                pass
+    async with batcher.admit():  # room again once the others left
+        pass
+    await batcher.stop()
+
+
+async def test_requests_time_out_while_the_model_is_stuck() -> None:
+    release = threading.Event()
+
+    def stuck(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        release.wait(10)
+        return [inputs[0]]
+
+    batcher = DynamicBatcher(
+        stuck, max_batch_size=4, max_delay_s=0.0, max_queue_size=10, request_timeout_s=0.1,
+        combine_requests=True, observer=Recorder(),
+    )  # fmt: skip
+    batcher.start()
+    with pytest.raises(RequestTimedOut, match=r"within 0\.1s"):
+        await submit(batcher, torch.ones(1, 2))
+    release.set()
+    await batcher.stop()
+
+
+async def test_a_model_error_fails_the_whole_batch_and_the_engine_goes_on() -> None:
+    calls = 0
+
+    def flaky(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("shape mismatch deep inside the model")
+        return [inputs[0]]
+
+    batcher = DynamicBatcher(
+        flaky, max_batch_size=4, max_delay_s=0.0, max_queue_size=10, request_timeout_s=5.0,
+        combine_requests=True, observer=Recorder(),
+    )  # fmt: skip
+    batcher.start()
+    with pytest.raises(InferenceFailed, match="RuntimeError: shape mismatch"):
+        await submit(batcher, torch.ones(1, 2))
+    assert torch.equal((await submit(batcher, torch.ones(1, 2)))[0], torch.ones(1, 2))
+    await batcher.stop()
+
+
+async def test_outputs_without_the_batch_dimension_are_an_inference_error() -> None:
+    batcher = DynamicBatcher(
+        lambda inputs: [inputs[0].sum()], max_batch_size=8, max_delay_s=0.05, max_queue_size=10,
+        request_timeout_s=5.0, combine_requests=True, observer=Recorder(),
+    )  # fmt: skip
+    batcher.start()
+    results = await asyncio.gather(*(submit(batcher, torch.ones(1, 2)) for _ in range(4)), return_exceptions=True)
+    await batcher.stop()
+    batched_failures = [result for result in results if isinstance(result, InferenceFailed)]
+    assert batched_failures, results
+    assert "declare a fixed first dimension" in str(batched_failures[0])

@@ -1,0 +1,128 @@
+"""The init container: `python -m modeldeploy_runtime fetch` against a real local HTTP server and files."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)
+DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class _ModelStore(http.server.BaseHTTPRequestHandler):
+    """/model.pt serves the payload; /flaky/ fails twice first; /stall/ never sends a body; else 404."""
+
+    failures_left = 2
+
+    def do_GET(self) -> None:
+        if self.path == "/flaky/model.pt" and _ModelStore.failures_left > 0:
+            _ModelStore.failures_left -= 1
+            self.send_error(503)
+            return
+        if self.path == "/stall/model.pt":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PAYLOAD)))
+            self.end_headers()
+            time.sleep(5)
+            return
+        if self.path not in ("/model.pt", "/flaky/model.pt"):
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ModelStore)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def fetch(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "modeldeploy_runtime", "fetch", "--termination-log", str(tmp_path / "term")]
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+    )
+
+
+def test_http_download_verified_and_atomic(store: str, tmp_path: Path) -> None:
+    dest = tmp_path / "models"
+    result = fetch(tmp_path, "--uri", f"{store}/model.pt", "--dest", str(dest), "--sha256", DIGEST)
+    assert result.returncode == 0, result.stderr
+    assert (dest / "model.pt").read_bytes() == PAYLOAD
+    assert [path.name for path in dest.iterdir()] == ["model.pt"]  # no temp file left behind
+    assert "fetched 3.0 of 3.0 MiB (100%)" in result.stderr
+
+
+def test_settings_from_environment_and_file_uri(tmp_path: Path) -> None:
+    source = tmp_path / "source" / "weights.pt"
+    source.parent.mkdir()
+    source.write_bytes(PAYLOAD)
+    env = {
+        "MODELDEPLOY_MODEL_URI": source.as_uri(),
+        "MODELDEPLOY_MODEL_DEST": str(tmp_path / "dest"),
+        "MODELDEPLOY_MODEL_SHA256": DIGEST.upper(),
+    }
+    result = fetch(tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "dest" / "weights.pt").read_bytes() == PAYLOAD
+    again = fetch(tmp_path, env=env)
+    assert "already present with the expected sha256" in again.stderr
+
+
+def test_checksum_mismatch_exits_5(store: str, tmp_path: Path) -> None:
+    wrong = "0" * 64
+    result = fetch(tmp_path, "--uri", f"{store}/model.pt", "--dest", str(tmp_path / "d"), "--sha256", wrong)
+    assert result.returncode == 5
+    assert (tmp_path / "term").read_text() == f"ChecksumMismatch: expected {wrong}, got {DIGEST}"
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_not_found_fails_at_once_with_exit_4(store: str, tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = fetch(tmp_path, "--uri", f"{store}/missing.pt", "--dest", str(tmp_path / "d"), "--backoff-s", "5")
+    assert result.returncode == 4
+    assert time.monotonic() - started < 30  # no retries for a 404
+    assert (tmp_path / "term").read_text() == f"FetchFailed: {store}/missing.pt: HTTP 404 Not Found"
+
+
+def test_transient_failures_are_retried(store: str, tmp_path: Path) -> None:
+    result = fetch(tmp_path, "--uri", f"{store}/flaky/model.pt", "--dest", str(tmp_path / "d"), "--backoff-s", "0.1")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("retrying in") == 2
+
+
+def test_a_stalled_server_times_out_instead_of_hanging(store: str, tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = fetch(
+        tmp_path, "--uri", f"{store}/stall/model.pt", "--dest", str(tmp_path / "d"),
+        "--timeout-s", "0.5", "--attempts", "2", "--backoff-s", "0",
+    )  # fmt: skip
+    assert result.returncode == 4
+    assert time.monotonic() - started < 30
+    assert "failed after 2 attempts" in (tmp_path / "term").read_text()
+
+
+def test_bad_uri_is_a_settings_error(tmp_path: Path) -> None:
+    result = fetch(tmp_path, "--uri", "ftp://host/model.pt", "--dest", str(tmp_path))
+    assert result.returncode == 2
+    assert "invalid setting --uri / MODELDEPLOY_MODEL_URI (got 'ftp://host/model.pt')" in result.stderr
