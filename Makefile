@@ -52,6 +52,7 @@ test: venv binaries ## The whole suite: lint, unit, runtime, control-plane integ
 .PHONY: crds
 crds: venv ## Render crds/ from the pydantic models (the one source of truth)
 	$(PY) -m modeldeploy_operator.api.crd > crds/modeldeployments.serving.modeldeploy.dev.yaml
+	$(PY) charts/render_crd_template.py > charts/modeldeploy/templates/crd.yaml
 
 .PHONY: test-unit
 test-unit: venv ## Unit tests of pure functions (no cluster)
@@ -68,3 +69,12 @@ dev: venv binaries ## The playground: control plane, GPU nodes, operator, a samp
 .PHONY: dev-down
 dev-down: ## Stop a playground left running
 	@if [ -x $(PY) ]; then $(PY) -m modeldeploy_devcluster.playground down --state-dir $(STATE_DIR)/playground; fi
+
+.PHONY: chart-lint
+chart-lint: binaries ## helm lint --strict of charts/modeldeploy (defaults, and the namespaced RBAC mode)
+	helm="$$(devcluster/build-binaries.sh)/helm" && $$helm lint --strict charts/modeldeploy \
+	  && $$helm lint --strict charts/modeldeploy --set watch.scope=namespaces --set 'watch.namespaces={team-a}'
+
+.PHONY: test-chart
+test-chart: venv binaries ## Chart: render, lint, server dry-run, install + RBAC proof, upgrade, uninstall, failover, GitOps health
+	$(VENV)/bin/pytest -q tests/chart
