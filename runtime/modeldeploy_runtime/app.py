@@ -12,7 +12,7 @@ from starlette.responses import Response
 from modeldeploy_runtime import __version__
 from modeldeploy_runtime.metrics import RuntimeMetrics
 from modeldeploy_runtime.protocol.errors import install_error_handlers
-from modeldeploy_runtime.protocol.observability import InferenceMetricsMiddleware
+from modeldeploy_runtime.protocol.fast_path import InferenceFastPath
 from modeldeploy_runtime.protocol.openapi import install_openapi
 from modeldeploy_runtime.protocol.v1 import v1_router
 from modeldeploy_runtime.protocol.v2 import v2_router
@@ -52,6 +52,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
         content, content_type = metrics.render()
         return Response(content, media_type=content_type)
 
-    app.add_middleware(InferenceMetricsMiddleware, metrics=metrics)
+    app.add_middleware(InferenceFastPath, service=service)
     install_openapi(app)
     return app

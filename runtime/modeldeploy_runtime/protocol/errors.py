@@ -68,6 +68,10 @@ async def _on_http_error(_: Request, error: Exception) -> Response:
 
 
 async def _on_unexpected_error(_: Request, error: Exception) -> Response:
+    return unexpected_error_response(error)
+
+
+def unexpected_error_response(error: Exception) -> Response:
     _log.exception("unhandled error")
     return error_response(500, f"internal error: {error.__class__.__name__}: {error}")
 

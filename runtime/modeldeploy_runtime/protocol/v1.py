@@ -70,8 +70,6 @@ def encode_predictions(outputs: list[torch.Tensor], metadata: ModelMetadata) -> 
 
 def v1_router(service: InferenceService) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["KServe v1"])
-    cap = service.settings.max_payload_bytes
-    max_batch_size = service.settings.max_batch_size
 
     @router.get("/models", response_model=V1ModelList)
     async def list_models() -> V1ModelList:
@@ -90,10 +88,16 @@ def v1_router(service: InferenceService) -> APIRouter:
     )
     async def predict(model_name: str, request: Request) -> Response:
         """One prediction per instance; a dict per prediction when the model has several outputs."""
-        async with service.admit(model_name) as (model, slot):
-            body = await read_capped_body(request, cap)
-            inputs = decode_instances(parse_json(body, "request body"), model.metadata, max_batch_size)
-            outputs = await slot.infer(inputs)
-        return json_response(encode_predictions(outputs, model.metadata))
+        return await predict_v1(service, model_name, request)
 
     return router
+
+
+async def predict_v1(service: InferenceService, model_name: str, request: Request) -> Response:
+    """The v1 predict handler, shared by the documented route and the ASGI fast path."""
+    async with service.admit(model_name) as (model, slot):
+        body = await read_capped_body(request, service.settings.max_payload_bytes)
+        document = parse_json(body, "request body")
+        inputs = decode_instances(document, model.metadata, service.settings.max_batch_size)
+        outputs = await slot.infer(inputs)
+    return json_response(encode_predictions(outputs, model.metadata))

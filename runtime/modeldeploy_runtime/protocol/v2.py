@@ -27,8 +27,6 @@ SERVER_NAME = "modeldeploy-runtime"
 
 def v2_router(service: InferenceService) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
-    cap = service.settings.max_payload_bytes
-    max_batch_size = service.settings.max_batch_size
 
     @router.get("/health/live", response_model=LiveResponse)
     async def live() -> LiveResponse:
@@ -98,17 +96,24 @@ def v2_router(service: InferenceService) -> APIRouter:
     )
     async def infer(model_name: str, request: Request) -> Response:
         """Runs the model. JSON tensors, or the binary tensor data extension."""
-        async with service.admit(model_name) as (model, slot):
-            body = await read_capped_body(request, cap)
-            decoded = decode_request(body, request.headers.get(HEADER_LENGTH), model.metadata, max_batch_size)
-            outputs = await slot.infer(decoded.inputs)
-        content, header_length = encode_response(model.name, decoded, outputs, model.metadata)
-        if header_length is None:
-            return Response(content, media_type=JSON_MEDIA_TYPE)
-        return Response(
-            content,
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(header_length)},
-        )
+        return await infer_v2(service, model_name, request)
 
     return router
+
+
+async def infer_v2(service: InferenceService, model_name: str, request: Request) -> Response:
+    """The v2 inference handler, shared by the documented route and the ASGI fast path."""
+    async with service.admit(model_name) as (model, slot):
+        body = await read_capped_body(request, service.settings.max_payload_bytes)
+        decoded = decode_request(
+            body, request.headers.get(HEADER_LENGTH), model.metadata, service.settings.max_batch_size
+        )
+        outputs = await slot.infer(decoded.inputs)
+    content, header_length = encode_response(model.name, decoded, outputs, model.metadata)
+    if header_length is None:
+        return Response(content, media_type=JSON_MEDIA_TYPE)
+    return Response(
+        content,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(header_length)},
+    )

@@ -1,0 +1,298 @@
+"""Side-by-side benchmark of the inference runtime: raw torch floor, this runtime, KServe's ModelServer.
+
+    make bench-runtime            # installs wrk and .venv-kserve, then runs this
+    .venv/bin/python benchmarks/bench_runtime.py [--device cpu|cuda] [--seconds 8] [--json out.json]
+
+Same machine, same models, same run. Load comes from wrk (compiled, closed loop: each connection sends its
+next request when the previous answer arrives); its CPU use is reported, as is each server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import runtime_bench_models as bench_models
+from modeldeploy_runtime.model.loading import load_model
+from modeldeploy_runtime.settings import DeviceChoice, DtypeChoice
+
+ROOT = Path(__file__).resolve().parents[1]
+KSERVE_PYTHON = ROOT / ".venv-kserve" / "bin" / "python"
+WRK_SCRIPT = Path(__file__).parent / "wrk_post.lua"
+CONCURRENCIES = (1, 8, 64)
+FLOOR_BATCHES = (1, 8, 32)
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class FloorResult:
+    model: str
+    batch: int
+    items_per_s: float
+    ms_per_batch: float
+
+
+@dataclass
+class LoadResult:
+    model: str
+    server: str
+    encoding: str
+    concurrency: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    server_cpu_pct: float
+    wrk_cpu_pct: float
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def measure_floor(model: str, path: Path, device: DeviceChoice, seconds: float) -> list[FloorResult]:
+    """Raw in-process forward through the same loader the servers use: the best any server could do."""
+    servable = load_model(model, path, None, device, DtypeChoice.FLOAT32)
+    results = []
+    for batch in FLOOR_BATCHES:
+        inputs = [torch.rand(batch, *bench_models.INPUT_SHAPES[model])]
+        servable.run(inputs)
+        servable.run(inputs)
+        calls = 0
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds or calls < 3:
+            servable.run(inputs)
+            calls += 1
+        elapsed = time.perf_counter() - started
+        results.append(FloorResult(model, batch, calls * batch / elapsed, 1000 * elapsed / calls))
+    return results
+
+
+def write_bodies(model: str, directory: Path) -> dict[str, tuple[Path, str, str]]:
+    """Per encoding: (body file, content type, Inference-Header-Content-Length or '')."""
+    shape = [1, *bench_models.INPUT_SHAPES[model]]
+    generator = np.random.default_rng(0)
+    values = np.round(generator.random(int(np.prod(shape)), dtype=np.float32), 5)
+    name = bench_models.INPUT_NAMES[model]
+    json_body = orjson.dumps({"inputs": [{"name": name, "datatype": "FP32", "shape": shape, "data": values.tolist()}]})
+    bodies = {"json": (directory / f"{model}.json", "application/json", "")}
+    bodies["json"][0].write_bytes(json_body)
+    if model == "resnet50":
+        raw = values.astype("<f4").tobytes()
+        header = orjson.dumps(
+            {
+                "inputs": [{"name": name, "datatype": "FP32", "shape": shape,
+                            "parameters": {"binary_data_size": len(raw)}}],
+                "parameters": {"binary_data_output": True},
+            }
+        )  # fmt: skip
+        bodies["binary"] = (directory / f"{model}.bin", "application/octet-stream", str(len(header)))
+        bodies["binary"][0].write_bytes(header + raw)
+    return bodies
+
+
+def process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def run_wrk(url: str, body: tuple[Path, str, str], concurrency: int, seconds: float) -> tuple[dict, float]:
+    """Runs wrk; returns its summary and its CPU time in seconds (from the kernel's rusage)."""
+    command = [
+        "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "60s",
+        "-s", str(WRK_SCRIPT), url, "--", str(body[0]), body[1], body[2],
+    ]  # fmt: skip
+    # Servers are children too, but they are reaped only after their cells: this delta is wrk's alone.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((line for line in output.splitlines() if line.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed: {output}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return json.loads(line.removeprefix("WRK_JSON ")), cpu
+
+
+class Server:
+    def __init__(self, command: list[str], port: int, model: str, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
+        self.ready_url = f"http://127.0.0.1:{port}/v2/models/{model}/ready"
+        self._log = log.open("wb")
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=False)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.ready_url, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready: {log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+def runtime_command(model: str, path: Path, port: int, device: str, max_batch: int, threads: int | None) -> list[str]:
+    command = [
+        sys.executable, "-m", "modeldeploy_runtime", "serve", "--model-name", model, "--model-path", str(path),
+        "--host", "127.0.0.1", "--port", str(port), "--device", device, "--max-batch-size", str(max_batch),
+        "--max-batch-delay-ms", "2", "--max-queue-size", "1024", "--request-timeout-s", "120",
+    ]  # fmt: skip
+    return command + (["--torch-threads", str(threads)] if threads else [])
+
+
+def kserve_command(model: str, path: Path, port: int, threads: int | None) -> list[str]:
+    command = [
+        str(KSERVE_PYTHON), str(Path(__file__).parent / "kserve_model_server.py"), "--model_name", model,
+        "--model_path", str(path), "--http_port", str(port), "--enable_grpc", "false",
+        "--enable_latency_logging", "false",
+    ]  # fmt: skip
+    return command + (["--torch_threads", str(threads)] if threads else [])
+
+
+def load_cells(server: Server, name: str, model: str, bodies: dict, seconds: float) -> list[LoadResult]:
+    results = []
+    for encoding, body in bodies.items():
+        for concurrency in CONCURRENCIES:
+            run_wrk(server.url, body, concurrency, max(1.0, seconds / 4))  # warm-up, discarded
+            cpu_before = process_cpu_s(server.process.pid)
+            summary, wrk_cpu = run_wrk(server.url, body, concurrency, seconds)
+            wall = summary["duration_us"] / 1e6
+            server_cpu = process_cpu_s(server.process.pid) - cpu_before
+            result = LoadResult(
+                model=model, server=name, encoding=encoding, concurrency=concurrency,
+                requests_per_s=summary["requests"] / wall, p50_ms=summary["p50_us"] / 1000,
+                p99_ms=summary["p99_us"] / 1000,
+                errors=summary["non_2xx"] + summary["socket_errors"] + summary["timeouts"],
+                server_cpu_pct=100 * server_cpu / wall, wrk_cpu_pct=100 * wrk_cpu / wall,
+            )  # fmt: skip
+            print(format_load(result), flush=True)
+            results.append(result)
+    return results
+
+
+def format_load(result: LoadResult) -> str:
+    return (
+        f"| {result.model} | {result.server} | {result.encoding} | {result.concurrency} | "
+        f"{result.requests_per_s:.1f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | {result.errors} | "
+        f"{result.server_cpu_pct:.0f}% | {result.wrk_cpu_pct:.0f}% |"
+    )
+
+
+def targets(floor: list[FloorResult], loads: list[LoadResult], device: str) -> list[str]:
+    def cell(model: str, server: str, encoding: str, concurrency: int) -> LoadResult | None:
+        return next(
+            (
+                r
+                for r in loads
+                if (r.model, r.server, r.encoding, r.concurrency) == (model, server, encoding, concurrency)
+            ),
+            None,
+        )
+
+    lines = []
+    best_floor = max(r.items_per_s for r in floor if r.model == "resnet50")
+    cnn_goal = 0.9 if device == "cpu" else 0.8
+    for encoding in ("binary", "json"):
+        for concurrency in (8, 64):
+            ours = cell("resnet50", "modeldeploy", encoding, concurrency)
+            if ours and (device == "cpu" or concurrency == 64):
+                ratio = ours.requests_per_s / best_floor
+                lines.append(
+                    f"CNN {encoding} c={concurrency}: {ours.requests_per_s:.1f} req/s = {ratio:.2f}x the floor's best "
+                    f"batch ({best_floor:.1f}/s); target >= {cnn_goal}x: {'met' if ratio >= cnn_goal else 'MISSED'}"
+                )
+    ours, theirs = cell("tiny_mlp", "modeldeploy", "json", 64), cell("tiny_mlp", "kserve", "json", 64)
+    if ours and theirs:
+        ratio = ours.requests_per_s / theirs.requests_per_s
+        met = ratio >= 2 and ours.p99_ms <= theirs.p99_ms
+        lines.append(
+            f"MLP c=64: {ratio:.2f}x KServe's req/s, p99 {ours.p99_ms:.2f} vs {theirs.p99_ms:.2f} ms; "
+            f"target >= 2x with p99 no worse: {'met' if met else 'MISSED'}"
+        )
+    ours, theirs = cell("tiny_mlp", "modeldeploy", "json", 1), cell("tiny_mlp", "kserve", "json", 1)
+    if ours and theirs:
+        ratio = ours.p50_ms / theirs.p50_ms
+        lines.append(
+            f"MLP c=1: p50 {ours.p50_ms:.3f} vs KServe {theirs.p50_ms:.3f} ms = {ratio:.2f}x; "
+            f"target <= 0.5x: {'met' if ratio <= 0.5 else 'MISSED'}"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each measured load cell")
+    parser.add_argument("--models", nargs="+", default=["tiny_mlp", "resnet50"])
+    parser.add_argument("--servers", nargs="+", default=["modeldeploy", "kserve"])
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    arguments = parser.parse_args()
+    device = DeviceChoice(arguments.device)
+    print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, device {device.value}", flush=True)
+    floor: list[FloorResult] = []
+    loads: list[LoadResult] = []
+    with tempfile.TemporaryDirectory(prefix="bench-runtime-") as scratch:
+        directory = Path(scratch)
+        for model in arguments.models:
+            path = bench_models.build(model, directory / f"{model}.pt")
+            model_floor = measure_floor(model, path, device, seconds=min(arguments.seconds, 5.0))
+            floor += model_floor
+            for result in model_floor:
+                print(f"| floor | {model} | batch {result.batch} | {result.items_per_s:.1f} items/s | "
+                      f"{result.ms_per_batch:.2f} ms/batch |", flush=True)  # fmt: skip
+            # Batch limits that help on this device: on a CPU a CNN gains nothing from big batches, so the
+            # runtime gets the floor's best batch size; the overhead-bound MLP always gains from batching.
+            best_batch = max(model_floor, key=lambda r: r.items_per_s).batch
+            max_batch = 64 if model == "tiny_mlp" else max(best_batch, 1 if device == "cpu" else 32)
+            # The MLP's matmuls are too small for intra-op threads: one core computes, one serves HTTP.
+            threads = 1 if model == "tiny_mlp" and device == "cpu" else None
+            bodies = write_bodies(model, directory)
+            for name in arguments.servers:
+                port = free_port()
+                command = (
+                    runtime_command(model, path, port, device.value, max_batch, threads)
+                    if name == "modeldeploy"
+                    else kserve_command(model, path, port, threads)
+                )
+                server = Server(command, port, model, directory / f"{name}-{model}.log")
+                try:
+                    loads += load_cells(server, name, model, bodies, arguments.seconds)
+                finally:
+                    server.stop()
+    print("\n".join(["", "## Targets", *targets(floor, loads, device.value)]))
+    if arguments.json:
+        document = {"device": device.value, "floor": [asdict(r) for r in floor], "load": [asdict(r) for r in loads]}
+        arguments.json.write_text(json.dumps(document, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,800 @@
+"""The operator at scale: N ModelDeployments against the floor of the same objects created directly.
+
+    python benchmarks/operator_scale.py --n 100 --n 1000
+
+Starts its own local control plane (real apiserver, etcd, controller-manager, scheduler; KWOK GPU nodes) in a
+temporary directory and always stops it. For each N, in this one run and on this one cluster:
+
+1. Floor: one async client creates the N Deployments + N Services the operator's builders produce for N
+   ModelDeployments, in a fresh namespace; time until all are created and all Deployments are Ready.
+2. Operator: the operator, scoped to a fresh namespace, is given N ModelDeployments by one client (same
+   concurrency); time until all Deployments + Services exist and all ModelDeployments are Ready=True; the
+   operator process's peak RSS and CPU seconds; the apiserver write requests it caused, per ModelDeployment;
+   then the writes during a quiet period (expected: none).
+
+Every Pod is Ready as soon as it is bound, so "Ready" measures the control plane and the operator, not model
+loading. kube-controller-manager and kube-scheduler keep the client rate limits real clusters run (20 QPS,
+burst 30) unless --controller-manager-qps says otherwise; at N = 1000 that limit paces both runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+from modeldeploy_devcluster import ClusterConfig, ClusterConnection, LocalCluster
+from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_service
+from modeldeploy_operator.manifests.deployment import BuildOptions
+from modeldeploy_operator.reconcile.drift import stamp
+from modeldeploy_operator.settings import DEFAULT_RUNTIME_IMAGE
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+REPO = Path(__file__).resolve().parents[1]
+CRD = REPO / "crds" / "modeldeployments.serving.modeldeploy.dev.yaml"
+GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
+# The largest GPU node the harness simulates; headroom keeps the scheduler from packing the last GPU.
+GPUS_PER_NODE = 64
+GPU_HEADROOM = 1.25
+# After the last Ready: lets the operator's last status writes and their watch events land before counting.
+SETTLE_SECONDS = 5.0
+POLL_SECONDS = 1.0
+WATCH_SERVER_TIMEOUT_SECONDS = 240
+HEALTH_TIMEOUT_SECONDS = 120.0
+NAMESPACE_GONE_TIMEOUT_SECONDS = 900.0
+OPERATOR_STOP_SECONDS = 20.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+MD_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}"
+DEPLOYMENTS_PATH = "/apis/apps/v1/namespaces/{namespace}/deployments"
+SERVICES_PATH = "/api/v1/namespaces/{namespace}/services"
+EVENTS_PATH = "/api/v1/namespaces/{namespace}/events"
+
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
+_REQUEST_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+# -- what one ModelDeployment asks for -------------------------------------------------------------------
+
+
+def model_deployment_spec() -> dict[str, Any]:
+    """One replica on one H100: what a small production model service asks for."""
+    return {
+        "model": {"uri": "https://models.example.com/resnet50/model.pt"},
+        "replicas": 1,
+        "gpu": {"count": 1, "product": GPU_PRODUCT},
+    }
+
+
+def model_deployment_name(index: int) -> str:
+    return f"model-{index:05d}"
+
+
+def model_deployment_manifest(index: int) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": model_deployment_name(index)},
+        "spec": model_deployment_spec(),
+    }
+
+
+def floor_manifests(namespace: str, index: int) -> list[dict[str, Any]]:
+    """The Deployment and Service the operator would apply for ModelDeployment `index`, as it stamps them.
+
+    Without their owner reference: no owner exists in the floor run, and the garbage collector deletes
+    dependents whose owner is missing.
+    """
+    body = {
+        "metadata": {"name": model_deployment_name(index), "namespace": namespace, "uid": str(uuid.uuid4())},
+        "spec": model_deployment_spec(),
+    }
+    md = ModelDeployment.from_body(body)
+    children = [build_deployment(md, BuildOptions(DEFAULT_RUNTIME_IMAGE)), build_service(md)]
+    manifests = []
+    for child in children:
+        stamped = stamp(child)
+        metadata = {key: value for key, value in stamped["metadata"].items() if key != "ownerReferences"}
+        manifests.append({**stamped, "metadata": metadata})
+    return manifests
+
+
+# -- readiness as the benchmark sees it -----------------------------------------------------------------
+
+
+def deployment_ready(deployment: dict[str, Any]) -> bool:
+    """The rollout is complete: the operator's own test for Ready, applied to a Deployment alone."""
+    status = deployment.get("status") or {}
+    desired = int((deployment.get("spec") or {}).get("replicas") or 0)
+    return (
+        status.get("observedGeneration") == deployment["metadata"].get("generation")
+        and int(status.get("updatedReplicas") or 0) == desired
+        and int(status.get("readyReplicas") or 0) >= desired
+        and int(status.get("availableReplicas") or 0) >= desired
+    )
+
+
+def model_deployment_ready(md: dict[str, Any]) -> bool:
+    conditions = (md.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def always(_: dict[str, Any]) -> bool:
+    return True
+
+
+# -- counting apiserver writes --------------------------------------------------------------------------
+
+RequestKind = tuple[str, str, str, str]  # group, resource, subresource, verb
+
+
+def parse_write_requests(metrics_text: str) -> Counter[RequestKind]:
+    """Write requests the apiserver has served so far, by kind, from its apiserver_request_total samples."""
+    writes: Counter[RequestKind] = Counter()
+    for line in metrics_text.splitlines():
+        match = _REQUEST_SAMPLE.match(line)
+        if not match:
+            continue
+        labels = dict(_LABEL.findall(match["labels"]))
+        if labels.get("verb") not in WRITE_VERBS or labels.get("dry_run"):
+            continue
+        kind = (labels.get("group", ""), labels.get("resource", ""), labels.get("subresource", ""), labels["verb"])
+        writes[kind] += int(float(match["value"]))
+    return writes
+
+
+def is_event(kind: RequestKind) -> bool:
+    return kind[1] == "events"
+
+
+def is_operator_kind(kind: RequestKind) -> bool:
+    """Writes only the operator (or the benchmark itself) makes: its resource, its children's spec, events.
+
+    Kubernetes' controllers write the children's status subresources, never their main resource.
+    """
+    group, resource, subresource, _ = kind
+    return (
+        (group, resource) == (GROUP, PLURAL)
+        or ((group, resource) == ("apps", "deployments") and subresource in ("", "scale"))
+        or ((group, resource) == ("", "services") and subresource == "")
+        or is_event(kind)
+    )
+
+
+def describe_kind(kind: RequestKind) -> str:
+    group, resource, subresource, verb = kind
+    name = f"{resource}.{group}" if group else resource
+    return f"{verb} {name}{'/' + subresource if subresource else ''}"
+
+
+# -- the apiserver, spoken to directly ------------------------------------------------------------------
+
+
+class ApiServer:
+    """Raw JSON over one HTTP connection pool as the cluster admin: no model parsing on the measuring side."""
+
+    def __init__(self, server: str, ssl_context: ssl.SSLContext, concurrency: int) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=server,
+            verify=ssl_context,
+            timeout=httpx.Timeout(60.0),
+            limits=httpx.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8),
+        )
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def create(self, path: str, body: dict[str, Any]) -> None:
+        response = await self.http.post(path, json=body)
+        if response.status_code != 201:
+            raise RuntimeError(f"POST {path} {body['metadata']['name']}: HTTP {response.status_code} {response.text}")
+
+    async def list(self, path: str) -> dict[str, Any]:
+        response = await self.http.get(path)
+        response.raise_for_status()
+        listing: dict[str, Any] = response.json()
+        return listing
+
+    async def write_requests(self) -> Counter[RequestKind]:
+        response = await self.http.get("/metrics")
+        response.raise_for_status()
+        return parse_write_requests(response.text)
+
+    async def create_namespace(self, name: str) -> None:
+        await self.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+    async def delete_namespace(self, name: str) -> float:
+        """Delete the namespace and wait until it is gone (its pods freed their GPUs); returns seconds."""
+        started = time.monotonic()
+        response = await self.http.delete(f"/api/v1/namespaces/{name}")
+        if response.status_code not in (200, 202, 404):
+            raise RuntimeError(f"deleting namespace {name}: HTTP {response.status_code} {response.text}")
+        while time.monotonic() - started < NAMESPACE_GONE_TIMEOUT_SECONDS:
+            if (await self.http.get(f"/api/v1/namespaces/{name}")).status_code == 404:
+                return time.monotonic() - started
+            await asyncio.sleep(2 * POLL_SECONDS)
+        raise TimeoutError(f"namespace {name} still exists after {NAMESPACE_GONE_TIMEOUT_SECONDS:.0f}s")
+
+
+async def create_all(
+    api: ApiServer, requests: Iterable[tuple[str, dict[str, Any]]], concurrency: int
+) -> tuple[float, float]:
+    """POST every (path, body) with at most `concurrency` in flight; returns (started, finished) monotonic."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def create_one(path: str, body: dict[str, Any]) -> None:
+        async with limit:
+            await api.create(path, body)
+
+    started = time.monotonic()
+    await asyncio.gather(*(create_one(path, body) for path, body in requests))
+    return started, time.monotonic()
+
+
+@dataclass
+class Progress:
+    """When each object of one kind in one namespace was first seen, and first seen done."""
+
+    expected: int
+    is_done: Callable[[dict[str, Any]], bool]
+    seen: dict[str, float] = field(default_factory=dict)
+    done: dict[str, float] = field(default_factory=dict)
+    listed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def observe(self, obj: dict[str, Any]) -> None:
+        now = time.monotonic()
+        name = obj["metadata"]["name"]
+        self.seen.setdefault(name, now)
+        if name not in self.done and self.is_done(obj):
+            self.done[name] = now
+
+    def all_seen_at(self) -> float | None:
+        return max(self.seen.values()) if len(self.seen) >= self.expected else None
+
+    def all_done_at(self) -> float | None:
+        return max(self.done.values()) if len(self.done) >= self.expected else None
+
+
+async def follow(api: ApiServer, path: str, progress: Progress) -> None:
+    """List, then watch from that list's resourceVersion, feeding `progress`, until cancelled."""
+    resource_version = ""
+    while True:
+        if not resource_version:
+            listing = await api.list(path)
+            for item in listing["items"]:
+                progress.observe(item)
+            resource_version = listing["metadata"]["resourceVersion"]
+            progress.listed.set()
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_SERVER_TIMEOUT_SECONDS),
+        }
+        timeout = httpx.Timeout(30.0, read=WATCH_SERVER_TIMEOUT_SECONDS + 30.0)
+        async with api.http.stream("GET", path, params=params, timeout=timeout) as response:
+            response.raise_for_status()
+            async for line in response.aiter_lines():
+                if not line:
+                    continue
+                event = json.loads(line)
+                if event["type"] == "ERROR":
+                    resource_version = ""  # 410 Gone: the window moved on; list again
+                    break
+                resource_version = event["object"]["metadata"]["resourceVersion"]
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    progress.observe(event["object"])
+
+
+class Watches:
+    """Running watches: waits fail at once, with the cause, if one of them died."""
+
+    def __init__(self, tasks: dict[str, asyncio.Task[None]]) -> None:
+        self._tasks = tasks
+
+    def check(self) -> None:
+        for path, task in self._tasks.items():
+            if task.done():
+                task.result()  # raises what killed it
+                raise RuntimeError(f"the watch of {path} ended")
+
+    async def until(self, description: str, reached: Callable[[], float | None], deadline: float) -> float | None:
+        """The monotonic time `reached` reports once it reports one, or None at the deadline."""
+        while time.monotonic() < deadline:
+            self.check()
+            moment = reached()
+            if moment is not None:
+                return moment
+            await asyncio.sleep(POLL_SECONDS / 4)
+        log(f"timed out waiting for {description}")
+        return None
+
+
+@asynccontextmanager
+async def watching(api: ApiServer, progress_by_path: dict[str, Progress]) -> AsyncIterator[Watches]:
+    """Watches running for the block, each listed before the block starts, all cancelled after it."""
+    tasks = {path: asyncio.create_task(follow(api, path, progress)) for path, progress in progress_by_path.items()}
+    watches = Watches(tasks)
+    try:
+        all_listed = await watches.until(
+            "the watches' first lists",
+            lambda: time.monotonic() if all(p.listed.is_set() for p in progress_by_path.values()) else None,
+            time.monotonic() + HEALTH_TIMEOUT_SECONDS,
+        )
+        if all_listed is None:
+            raise TimeoutError(f"the watches did not list in {HEALTH_TIMEOUT_SECONDS:.0f}s")
+        yield watches
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+def latest(*moments: float | None) -> float | None:
+    """The last of several moments, or None while any has not come yet."""
+    present = [moment for moment in moments if moment is not None]
+    return max(present) if len(present) == len(moments) else None
+
+
+def all_created(deployments: Progress, services: Progress) -> Callable[[], float | None]:
+    return lambda: latest(deployments.all_seen_at(), services.all_seen_at())
+
+
+# -- the operator process -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ProcessUsage:
+    peak_rss_bytes: int
+    cpu_seconds: float
+
+
+def parse_process_usage(status: str, stat: str, clock_ticks: int) -> ProcessUsage:
+    """From /proc/<pid>/status and /proc/<pid>/stat: the kernel's own peak RSS (VmHWM) and user + system CPU."""
+    peak = re.search(r"^VmHWM:\s+(\d+) kB$", status, re.MULTILINE)
+    if peak is None:
+        raise ValueError("no VmHWM line in /proc/<pid>/status")
+    # The fields after the command name, which may itself hold spaces and parentheses: utime is the 12th.
+    fields = stat.rsplit(")", 1)[1].split()
+    return ProcessUsage(int(peak[1]) * 1024, (int(fields[11]) + int(fields[12])) / clock_ticks)
+
+
+@dataclass(frozen=True)
+class OperatorProcess:
+    process: subprocess.Popen[bytes]
+    metrics_port: int
+    log_path: Path
+
+    def usage(self) -> ProcessUsage:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the operator exited ({self.process.returncode}); log: {self.log_path}")
+        proc = Path("/proc") / str(self.process.pid)
+        return parse_process_usage((proc / "status").read_text(), (proc / "stat").read_text(), CLOCK_TICKS)
+
+    async def counter(self, name: str) -> float:
+        """A counter of the operator's own /metrics, summed over its labels."""
+        async with httpx.AsyncClient() as http:
+            body = (await http.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(name + "{"))
+
+
+@contextmanager
+def running_operator(cluster: ClusterConnection, namespace: str, log_dir: Path) -> Iterator[OperatorProcess]:
+    """`python -m modeldeploy_operator` for one namespace, as the cluster admin, healthy before it is yielded.
+
+    Its settings are its defaults (INFO logs), as a user would run it.
+    """
+    health_port, metrics_port = free_port(), free_port()
+    log_path = log_dir / f"operator-{namespace}.log"
+    command = [
+        sys.executable,
+        "-m",
+        "modeldeploy_operator",
+        "--namespace",
+        namespace,
+        "--bind-address",
+        "127.0.0.1",
+        "--health-port",
+        str(health_port),
+        "--metrics-port",
+        str(metrics_port),
+        "--runtime-image",
+        DEFAULT_RUNTIME_IMAGE,
+    ]
+    with log_path.open("wb") as sink:
+        process = subprocess.Popen(command, env=cluster.env(), stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the operator exited ({process.returncode}); log: {log_path}")
+            try:
+                httpx.get(f"http://127.0.0.1:{health_port}/healthz", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the operator was not healthy in {HEALTH_TIMEOUT_SECONDS:.0f}s") from None
+                time.sleep(0.3)
+        yield OperatorProcess(process, metrics_port, log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=OPERATOR_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- the two runs ---------------------------------------------------------------------------------------
+
+
+class BenchSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sizes: list[Annotated[int, Field(ge=1, le=5000)]] = Field(min_length=1)
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 16
+    quiet_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    phase_timeout_s: Annotated[float, Field(gt=0, le=7200)] = 900.0
+    controller_manager_qps: Annotated[float | None, Field(gt=0)] = None
+    controller_manager_burst: Annotated[int | None, Field(ge=1)] = None
+    log_dir: Path | None = None
+
+    @property
+    def gpu_nodes(self) -> int:
+        """Enough one-GPU slots for the largest N, with headroom; each run's namespace is gone before the next."""
+        return math.ceil(max(self.sizes) * GPU_HEADROOM / GPUS_PER_NODE)
+
+
+@dataclass(frozen=True)
+class FloorResult:
+    created_s: float | None
+    ready_s: float | None
+    writes: Counter[RequestKind]  # during the run, by every client
+
+
+@dataclass(frozen=True)
+class OperatorResult:
+    created_s: float | None
+    ready_s: float | None
+    usage: ProcessUsage  # peak RSS of the process's life; CPU of the run alone
+    writes: Counter[RequestKind]  # during the run, by every client
+    operator_events: int
+    steady_state_writes: Counter[RequestKind]
+    reconciles: float
+    status_writes: float
+
+
+def since(before: Counter[RequestKind], after: Counter[RequestKind]) -> Counter[RequestKind]:
+    return Counter({kind: after[kind] - before[kind] for kind in after if after[kind] != before[kind]})
+
+
+def relative(moment: float | None, start: float) -> float | None:
+    return None if moment is None else moment - start
+
+
+async def floor_run(api: ApiServer, n: int, settings: BenchSettings) -> FloorResult:
+    namespace = f"floor-{n}-{uuid.uuid4().hex[:6]}"
+    await api.create_namespace(namespace)
+    deployments_path, services_path = (path.format(namespace=namespace) for path in (DEPLOYMENTS_PATH, SERVICES_PATH))
+    deployments, services = Progress(n, deployment_ready), Progress(n, always)
+    async with watching(api, {deployments_path: deployments, services_path: services}) as watches:
+        before = await api.write_requests()
+        requests = [
+            (deployments_path if manifest["kind"] == "Deployment" else services_path, manifest)
+            for index in range(n)
+            for manifest in floor_manifests(namespace, index)
+        ]
+        started, _ = await create_all(api, requests, settings.concurrency)
+        deadline = started + settings.phase_timeout_s
+        created = await watches.until("the floor's objects", all_created(deployments, services), deadline)
+        ready = await watches.until("the floor's Deployments Ready", deployments.all_done_at, deadline)
+        writes = since(before, await api.write_requests())
+    result = FloorResult(relative(created, started), relative(ready, started), writes)
+    log(f"N={n} floor: all created at {fmt(result.created_s)} s, all Ready at {fmt(result.ready_s)} s")
+    log(f"N={n} floor: namespace gone after {await api.delete_namespace(namespace):.0f} s")
+    return result
+
+
+async def operator_run(
+    api: ApiServer, cluster: ClusterConnection, n: int, settings: BenchSettings, log_dir: Path, last: bool
+) -> OperatorResult:
+    namespace = f"operator-{n}-{uuid.uuid4().hex[:6]}"
+    await api.create_namespace(namespace)
+    paths = [path.format(namespace=namespace) for path in (DEPLOYMENTS_PATH, SERVICES_PATH, MD_PATH)]
+    deployments, services, model_deployments = (
+        Progress(n, always),
+        Progress(n, always),
+        Progress(n, model_deployment_ready),
+    )
+    progress_by_path = dict(zip(paths, (deployments, services, model_deployments), strict=True))
+    with running_operator(cluster, namespace, log_dir) as operator:
+        async with watching(api, progress_by_path) as watches:
+            before, usage_before = await api.write_requests(), operator.usage()
+            requests = [(paths[2], model_deployment_manifest(index)) for index in range(n)]
+            started, _ = await create_all(api, requests, settings.concurrency)
+            deadline = started + settings.phase_timeout_s
+            created = await watches.until("the operator's children", all_created(deployments, services), deadline)
+            ready = await watches.until("the ModelDeployments Ready", model_deployments.all_done_at, deadline)
+            await asyncio.sleep(SETTLE_SECONDS)
+            writes, usage = since(before, await api.write_requests()), operator.usage()
+        created_s, ready_s = relative(created, started), relative(ready, started)
+        log(f"N={n} operator: all created at {fmt(created_s)} s, all Ready at {fmt(ready_s)} s")
+        operator_events = await count_operator_events(api, namespace)
+
+        log(f"N={n} operator: {settings.quiet_s:.0f} s of quiet")
+        quiet_before = await api.write_requests()
+        await asyncio.sleep(settings.quiet_s)
+        steady = since(quiet_before, await api.write_requests())
+        reconciles = await operator.counter("modeldeploy_reconciles_total")
+        status_writes = await operator.counter("modeldeploy_status_writes_total")
+        operator.usage()  # still alive at the end of the quiet period
+    if not last:  # the cluster goes down after the last run: no need to wait for this one's garbage
+        log(f"N={n} operator: namespace gone after {await api.delete_namespace(namespace):.0f} s")
+    return OperatorResult(
+        created_s=created_s,
+        ready_s=ready_s,
+        usage=ProcessUsage(usage.peak_rss_bytes, usage.cpu_seconds - usage_before.cpu_seconds),
+        writes=writes,
+        operator_events=operator_events,
+        steady_state_writes=Counter({kind: count for kind, count in steady.items() if is_operator_kind(kind)}),
+        reconciles=reconciles,
+        status_writes=status_writes,
+    )
+
+
+async def count_operator_events(api: ApiServer, namespace: str) -> int:
+    """Events the operator posted (kopf reports them as 'kopf'); each is one write, as kopf never patches one."""
+    listing = await api.list(EVENTS_PATH.format(namespace=namespace))
+    return sum(1 for event in listing["items"] if event.get("reportingComponent") == "kopf")
+
+
+# -- what the runs mean ---------------------------------------------------------------------------------
+
+BENCHMARK_CREATES: RequestKind = (GROUP, PLURAL, "", "POST")
+EVENT_POSTS: RequestKind = ("", "events", "", "POST")
+
+
+def operator_writes(result: OperatorResult) -> Counter[RequestKind]:
+    """The run's writes the operator made, by request.
+
+    The apiserver counts requests by kind, not by client: the operator's are the writes to kinds only it writes
+    (less the benchmark's own creates of ModelDeployments) and the Events it posted; the other Events are the
+    controllers' and the scheduler's, as in the floor run.
+    """
+    writes = Counter(
+        {
+            kind: count
+            for kind, count in result.writes.items()
+            if is_operator_kind(kind) and not is_event(kind) and kind != BENCHMARK_CREATES
+        }
+    )
+    if result.operator_events:
+        writes[EVENT_POSTS] += result.operator_events
+    return writes
+
+
+SUMMARY_COLUMNS = (
+    "N",
+    "floor created s",
+    "floor ready s",
+    "operator created s",
+    "operator ready s",
+    "ready operator/floor",
+    "peak RSS MB",
+    "CPU s",
+    "writes/MD",
+    "steady-state writes",
+)
+
+
+def fmt(seconds: float | None) -> str:
+    return "timeout" if seconds is None else f"{seconds:.1f}"
+
+
+def summary_row(n: int, floor: FloorResult, operator: OperatorResult) -> list[str]:
+    ratio = (
+        f"{operator.ready_s / floor.ready_s:.2f}x"
+        if operator.ready_s is not None and floor.ready_s is not None
+        else "-"
+    )
+    return [
+        str(n),
+        fmt(floor.created_s),
+        fmt(floor.ready_s),
+        fmt(operator.created_s),
+        fmt(operator.ready_s),
+        ratio,
+        f"{operator.usage.peak_rss_bytes / 1e6:.0f}",
+        f"{operator.usage.cpu_seconds:.1f}",
+        f"{sum(operator_writes(operator).values()) / n:.2f}",
+        str(sum(operator.steady_state_writes.values())),
+    ]
+
+
+WRITES_COLUMNS = ("N", "request", "floor run, all clients", "operator run, all clients", "by the operator")
+
+
+def writes_rows(n: int, floor: FloorResult, operator: OperatorResult) -> list[list[str]]:
+    """Write requests per ModelDeployment, by kind, in both runs: where the control plane's work goes."""
+    mine = operator_writes(operator)
+    kinds = sorted(
+        set(floor.writes) | set(operator.writes), key=lambda kind: (-operator.writes[kind], describe_kind(kind))
+    )
+    rows = [
+        [
+            str(n),
+            describe_kind(kind),
+            f"{floor.writes[kind] / n:.2f}",
+            f"{operator.writes[kind] / n:.2f}",
+            f"{mine[kind] / n:.2f}",
+        ]
+        for kind in kinds
+        if (floor.writes[kind] + operator.writes[kind]) / n >= 0.01  # leases and other background
+    ]
+    total = [str(n), "all of the above", *(f"{sum(c.values()) / n:.2f}" for c in (floor.writes, operator.writes, mine))]
+    return [*rows, total]
+
+
+def render_text(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    widths = [max(len(column), *(len(row[i]) for row in rows)) for i, column in enumerate(columns)]
+    lines = [columns, *rows]
+    return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)) for line in lines)
+
+
+def render_markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
+    lines = [f"| {' | '.join(columns)} |", f"|{'---|' * len(columns)}"]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    return "\n".join(lines)
+
+
+# -- the whole run --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    conditions: str
+    results: list[tuple[int, FloorResult, OperatorResult]]
+
+    @property
+    def complete(self) -> bool:
+        return all(
+            None not in (floor.created_s, floor.ready_s, operator.created_s, operator.ready_s)
+            for _, floor, operator in self.results
+        )
+
+    def render(self) -> str:
+        summary = [summary_row(n, floor, operator) for n, floor, operator in self.results]
+        writes = [row for n, floor, operator in self.results for row in writes_rows(n, floor, operator)]
+        notes = [
+            "Times are seconds from the first create. writes/MD: apiserver write requests the operator made per",
+            "ModelDeployment during the run; steady-state writes: writes to ModelDeployments, Deployments, Services",
+            "and Events (by anyone) during the quiet period after all were Ready. CPU s: the operator's user + system",
+            "CPU during the run; peak RSS: its VmHWM.",
+        ]
+        return "\n\n".join(
+            [
+                self.conditions,
+                render_text(SUMMARY_COLUMNS, summary),
+                render_text(WRITES_COLUMNS, writes),
+                "\n".join(notes),
+                "Markdown:",
+                self.conditions,
+                render_markdown(SUMMARY_COLUMNS, summary),
+                "Write requests per ModelDeployment, by request:",
+                render_markdown(WRITES_COLUMNS, writes),
+            ]
+        )
+
+
+async def run_all(cluster: ClusterConnection, local: LocalCluster, settings: BenchSettings, log_dir: Path) -> Report:
+    tls = ssl.create_default_context(cafile=str(local.paths.pem("ca", "crt")))
+    tls.load_cert_chain(local.paths.pem("admin", "crt"), local.paths.pem("admin", "key"))
+    api = ApiServer(cluster.server, tls, settings.concurrency)
+    try:
+        version = (await api.list("/version"))["gitVersion"]
+        results = []
+        for position, n in enumerate(settings.sizes):
+            floor = await floor_run(api, n, settings)
+            operator = await operator_run(api, cluster, n, settings, log_dir, last=position == len(settings.sizes) - 1)
+            results.append((n, floor, operator))
+    finally:
+        await api.close()
+    rate_limit = (
+        "Kubernetes' defaults (20 QPS, burst 30)"
+        if settings.controller_manager_qps is None
+        else f"raised to {settings.controller_manager_qps:g} QPS, burst {settings.controller_manager_burst}"
+    )
+    conditions = (
+        f"Operator at scale: kube-apiserver {version} on 127.0.0.1, {os.cpu_count()} CPU cores; "
+        f"{settings.gpu_nodes} KWOK GPU nodes x {GPUS_PER_NODE} GPUs; one-replica, one-GPU ModelDeployments; "
+        f"kube-controller-manager client rate limit: {rate_limit}; kube-scheduler: Kubernetes' defaults; "
+        f"one client, {settings.concurrency} creates in flight; the operator at its defaults, as cluster admin."
+    )
+    return Report(conditions, results)
+
+
+def install_crd(cluster: ClusterConnection) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD))
+    cluster.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+
+
+def log(message: str) -> None:
+    print(f"operator_scale: {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> BenchSettings:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--n", type=int, action="append", dest="sizes", help="ModelDeployments (repeatable; 100 and 1000)"
+    )
+    parser.add_argument("--concurrency", type=int, default=16, help="creates in flight, in both runs (16)")
+    parser.add_argument("--quiet-seconds", type=float, default=60.0, dest="quiet_s", help="steady-state window (60)")
+    parser.add_argument("--phase-timeout", type=float, default=900.0, dest="phase_timeout_s", help="per run (900 s)")
+    parser.add_argument("--controller-manager-qps", type=float, help="raise kube-controller-manager's 20 QPS")
+    parser.add_argument("--controller-manager-burst", type=int, help="and its burst of 30")
+    parser.add_argument("--log-dir", type=Path, help="keep the operator's logs here (default: thrown away)")
+    args = vars(parser.parse_args(argv))
+    args["sizes"] = args["sizes"] or [100, 1000]
+    try:
+        return BenchSettings(**{key: value for key, value in args.items() if value is not None})
+    except ValidationError as error:
+        flag_of = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
+        parser.error("; ".join(f"{flag_of.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in error.errors()))
+
+
+def _stop_on_sigterm(signum: int, _: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally that stops the cluster
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    with tempfile.TemporaryDirectory(prefix="operator-scale-") as scratch:
+        log_dir = settings.log_dir or Path(scratch)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        config = ClusterConfig(
+            gpu_nodes=settings.gpu_nodes,
+            gpus_per_node=GPUS_PER_NODE,
+            cpu_nodes=0,
+            controller_manager_qps=settings.controller_manager_qps,
+            controller_manager_burst=settings.controller_manager_burst,
+        )
+        local = LocalCluster(Path(scratch) / "cluster", config)
+        try:
+            cluster = local.start()
+            install_crd(cluster)
+            report = asyncio.run(run_all(cluster, local, settings, log_dir))
+        finally:
+            local.down()
+    print(report.render())
+    return 0 if report.complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The inference endpoints' fast path, and the metrics of every inference request.
+
+FastAPI's routing and dependency solving cost more than the whole model call of a small model, so
+inference requests skip them: this pure ASGI layer matches the two inference paths itself, calls the same
+handlers the documented FastAPI routes call, maps errors through `protocol/errors.py`, and counts and times
+each request by model, protocol and status code. Everything else goes on to FastAPI.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from modeldeploy_runtime.errors import ServingError
+from modeldeploy_runtime.protocol.errors import serving_error_response, unexpected_error_response
+from modeldeploy_runtime.protocol.v1 import predict_v1
+from modeldeploy_runtime.protocol.v2 import infer_v2
+from modeldeploy_runtime.service import InferenceService
+
+Handler = Callable[[InferenceService, str, Request], Awaitable[Response]]
+
+_INFERENCE_PATHS: tuple[tuple[re.Pattern[str], str, Handler], ...] = (
+    (re.compile(r"^/v2/models/([^/]+)/infer$"), "v2", infer_v2),
+    (re.compile(r"^/v1/models/([^/]+):predict$"), "v1", predict_v1),
+)
+
+
+class InferenceFastPath:
+    def __init__(self, app: ASGIApp, service: InferenceService) -> None:
+        self._app = app
+        self._service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        matched = _match(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if matched is None:
+            await self._app(scope, receive, send)
+            return
+        model_name, protocol, handler = matched
+        started = time.perf_counter()
+        try:
+            response = await handler(self._service, model_name, Request(scope, receive))
+        except ServingError as error:
+            response = serving_error_response(error)
+        except Exception as error:
+            response = unexpected_error_response(error)
+        try:
+            await response(scope, receive, send)
+        finally:
+            metrics = self._service.metrics
+            metrics.observe_request(
+                metrics.model_label(model_name), protocol, response.status_code, time.perf_counter() - started
+            )
+
+
+def _match(scope: Scope) -> tuple[str, str, Handler] | None:
+    for pattern, protocol, handler in _INFERENCE_PATHS:
+        found = pattern.match(scope["path"])
+        if found:
+            return found.group(1), protocol, handler
+    return None
