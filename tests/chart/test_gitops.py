@@ -1,0 +1,154 @@
+"""GitOps: stock health logic reads real ModelDeployments right, and applying the same manifests twice is a no-op.
+
+The health verdicts come from the tools' own code, built by tests/chart/healthcheck/build.sh from the Go module
+proxy: kstatus (sigs.k8s.io/cli-utils, what Flux and kpt use) and the Argo CD health script of
+examples/gitops/argocd run by gopher-lua (the Lua VM Argo CD embeds), the object passed as Argo CD passes it.
+Argo CD's own binary is not built here (its module graph is far too large for this machine): the script is.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chart_models import MODELS, apply, example, wait_condition
+from chart_operator import OperatorStarter, chart_env
+from chart_release import REPO, Release, render
+from modeldeploy_devcluster.connection import ClusterConnection
+from modeldeploy_devcluster.kwok import SIMULATE_ANNOTATION, Simulation
+from modeldeploy_devcluster.testing import wait_until
+
+HEALTHCHECK_BUILD = Path(__file__).parent / "healthcheck" / "build.sh"
+ARGOCD_HEALTH = REPO / "examples" / "gitops" / "argocd" / "argocd-cm-health.yaml"
+ARGOCD_HEALTH_KEY = "resource.customizations.health.serving.modeldeploy.dev_ModelDeployment"
+GITOPS_MANAGER = "gitops"
+
+
+@pytest.fixture(scope="session")
+def healthcheck() -> Path:
+    built = subprocess.run([str(HEALTHCHECK_BUILD)], stdout=subprocess.PIPE, text=True, check=True, timeout=900)
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def argocd_script(tmp_path: Path) -> Path:
+    script = tmp_path / "health.lua"
+    script.write_text(yaml.safe_load(ARGOCD_HEALTH.read_text())["data"][ARGOCD_HEALTH_KEY])
+    return script
+
+
+def verdicts(healthcheck: Path, objects: str, *command: str) -> dict[str, dict[str, str]]:
+    result = subprocess.run(
+        [str(healthcheck), *command], input=objects, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return {verdict["name"]: verdict for verdict in json.loads(result.stdout)}
+
+
+def test_kstatus_and_argocd_read_ready_progressing_and_degraded_modeldeployments(
+    cluster: ClusterConnection,
+    release: Release,
+    run_operator: OperatorStarter,
+    healthcheck: Path,
+    argocd_script: Path,
+) -> None:
+    release.install({"watch": {"scope": "release"}, "replicaCount": 1, "leaderElection": {"enabled": False}})
+    namespace = release.namespace
+    deployment = release.get("deployment", release.fullname)
+    assert deployment is not None
+    token = cluster.service_account_kubeconfig(namespace, release.fullname)
+    operator = run_operator(token, chart_env(deployment, namespace), [namespace])
+
+    never_ready = {"annotations": {SIMULATE_ANNOTATION: Simulation.NOT_READY.value}}
+    for name, manifest in {
+        "ready": example("cpu-classifier"),
+        "progressing": example("cpu-classifier", podMetadata=never_ready),
+        "degraded": example("iris-classifier", gpu={"count": 9}),
+    }.items():
+        apply(cluster, {**manifest, "metadata": {"name": name}}, namespace)
+    wait_condition(cluster, namespace, "ready", "Ready", "True")
+    wait_condition(cluster, namespace, "progressing", "Ready", "False", "WaitingForReplicas")
+    wait_condition(cluster, namespace, "progressing", "Progressing", "True")
+    wait_condition(cluster, namespace, "degraded", "Degraded", "True", "Unschedulable")
+
+    objects = cluster.kubectl("get", "modeldeployments", "-n", namespace, "-o", "json").stdout
+    kstatus = verdicts(healthcheck, objects, "kstatus")
+    argocd = verdicts(healthcheck, objects, "argocd", str(argocd_script))
+    print(f"\nkstatus: {json.dumps(kstatus, indent=1)}\nargocd: {json.dumps(argocd, indent=1)}")
+
+    assert kstatus["ready"]["status"] == "Current"
+    assert argocd["ready"]["status"] == "Healthy"
+    assert kstatus["progressing"]["status"] == "InProgress"
+    assert kstatus["progressing"]["reason"] == "WaitingForReplicas"
+    assert argocd["progressing"]["status"] == "Progressing"
+    # kstatus knows Ready, Reconciling and Stalled; the operator's Degraded is not one of them, so a model that
+    # cannot be scheduled stays InProgress (Flux reports it at its timeout, quoting the reason), never Current.
+    assert kstatus["degraded"]["status"] == "InProgress"
+    assert kstatus["degraded"]["reason"] == "Unschedulable"
+    assert argocd["degraded"]["status"] == "Degraded"
+    assert argocd["degraded"]["message"].startswith("Unschedulable: ")
+
+    # A spec the operator has not acted on yet is never reported healthy, whatever the conditions say.
+    operator.stop()
+    cluster.kubectl("patch", "md", "ready", "-n", namespace, "--type=merge", "-p", '{"spec":{"replicas":2}}')
+    objects = cluster.kubectl("get", "modeldeployment", "ready", "-n", namespace, "-o", "json").stdout
+    as_list = json.dumps({"kind": "List", "items": [json.loads(objects)]})
+    stale = verdicts(healthcheck, as_list, "kstatus")["ready"]
+    assert (stale["status"], stale["reason"]) == ("InProgress", "LatestGenerationNotObserved")
+    assert verdicts(healthcheck, as_list, "argocd", str(argocd_script))["ready"]["status"] == "Progressing"
+
+
+def gitops_objects(helm: Path, namespace: str, work_dir: Path) -> list[dict[str, Any]]:
+    """What a GitOps tool would apply into `namespace`: the example models and the chart's namespaced objects."""
+    built = subprocess.run(
+        [str(helm.parent / "kubectl"), "kustomize", str(MODELS)], capture_output=True, text=True, check=True
+    )
+    models = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+    for model in models:
+        model["metadata"]["namespace"] = namespace
+    values = {"watch": {"scope": "release"}, "rbac": {"aggregateToDefaultRoles": False}, "crds": {"install": False}}
+    return models + render(helm, values, work_dir, release="md-gitops", namespace=namespace)
+
+
+def server_side_apply(cluster: ClusterConnection, objects: list[dict[str, Any]]) -> None:
+    cluster.kubectl(
+        "apply", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-f", "-", input=yaml.safe_dump_all(objects)
+    )
+
+
+def resource_versions(cluster: ClusterConnection, objects: list[dict[str, Any]]) -> dict[str, str]:
+    versions = {}
+    for obj in objects:
+        metadata = obj["metadata"]
+        live = cluster.kubectl("get", obj["kind"], metadata["name"], "-n", metadata["namespace"], "-o", "json")
+        versions[f"{obj['kind']}/{metadata['name']}"] = json.loads(live.stdout)["metadata"]["resourceVersion"]
+    return versions
+
+
+def test_applying_the_same_manifests_twice_changes_nothing(
+    cluster: ClusterConnection, helm: Path, namespace: str, tmp_path: Path
+) -> None:
+    objects = gitops_objects(helm, namespace, tmp_path)
+    assert {obj["kind"] for obj in objects} >= {"ModelDeployment", "Deployment", "Role", "ServiceAccount", "Service"}
+    server_side_apply(cluster, objects)
+
+    # Controllers write status for a moment after creation (the Deployment's pods start); wait for quiet.
+    def settled() -> dict[str, str] | None:
+        before = resource_versions(cluster, objects)
+        time.sleep(1)
+        return before if resource_versions(cluster, objects) == before else None
+
+    quiet = wait_until(settled, "the applied objects to stop changing")
+    server_side_apply(cluster, objects)
+    assert resource_versions(cluster, objects) == quiet, "the second apply wrote something"
+
+    diff = cluster.kubectl(
+        "diff", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-f", "-",
+        input=yaml.safe_dump_all(objects), check=False,
+    )  # fmt: skip
+    assert (diff.returncode, diff.stdout) == (0, ""), diff.stdout + diff.stderr
