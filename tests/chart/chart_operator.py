@@ -6,6 +6,7 @@ would; its credentials are the chart's ServiceAccount token; only its ports and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -78,13 +79,15 @@ class OperatorProcess:
         return self.process.wait(timeout=timeout)
 
     def stop(self) -> None:
+        """SIGTERM (a leader releases its Lease on it), then SIGKILL if the process lingers."""
+        if self.process.poll() is not None:
+            return
+        self.send(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=20)
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            self.process.kill()
+            self.process.wait()
 
 
 # (kubeconfig, environment, namespaces) -> a started operator: the `run_operator` fixture.

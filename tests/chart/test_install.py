@@ -44,7 +44,7 @@ def granted_to_operator(release: Release) -> set[tuple[str, str, str]]:
             subject_names = {s["name"] for s in obj["subjects"] if s["kind"] == "ServiceAccount"}
             if release.fullname in subject_names:
                 bound.add((obj["roleRef"]["kind"], obj["roleRef"]["name"]))
-    granted = set()
+    granted: set[tuple[str, str, str]] = set()
     for obj in release.manifest():
         if (obj["kind"], obj["metadata"]["name"]) in bound:
             for rule in obj["rules"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,13 @@ def rules_by_resource(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     return granted
 
 
+Render = Callable[..., list[dict[str, Any]]]
+
+
 @pytest.fixture
-def chart(helm: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+def chart(helm: Path, tmp_path: Path) -> Render:
+    """Renders the chart with the keyword arguments as values."""
+
     def render_with(**values: Any) -> list[dict[str, Any]]:
         return render(helm, values, tmp_path, release=RELEASE, namespace=NAMESPACE)
 
