@@ -43,6 +43,10 @@ class RequestTimedOut(ServingError):
     retry_after_s = 1
 
 
+class ClientDisconnected(ServingError):
+    """The client went away while its request waited; nobody will read the answer."""
+
+
 class InferenceFailed(ServingError):
     """The model raised while running a batch."""
 

@@ -16,14 +16,20 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 
-from modeldeploy_runtime.errors import InferenceFailed, Overloaded, RequestTimedOut, ServingError
+from modeldeploy_runtime.errors import (
+    ClientDisconnected,
+    InferenceFailed,
+    Overloaded,
+    RequestTimedOut,
+    ServingError,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -34,6 +40,8 @@ INLINE_BUDGET_S = 0.0002
 _COST_SMOOTHING = 0.2
 
 RunBatch = Callable[[Sequence[torch.Tensor]], list[torch.Tensor]]
+# Returns once the client has gone away (the HTTP layer waits for the connection's disconnect message).
+WaitForDisconnect = Callable[[], Awaitable[object]]
 
 
 class BatchObserver(Protocol):
@@ -59,10 +67,16 @@ class Slot:
         self._deadline = deadline
         self.submitted = False
 
-    async def infer(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Runs `inputs` (batch dimension first, one shape per request) and returns this request's outputs."""
+    async def infer(
+        self, inputs: Sequence[torch.Tensor], wait_for_disconnect: WaitForDisconnect | None = None
+    ) -> list[torch.Tensor]:
+        """Runs `inputs` (batch dimension first, one shape per request) and returns this request's outputs.
+
+        With `wait_for_disconnect`, a request that has to wait behind others is dropped from the queue if
+        its client goes away, so abandoned requests never take model time.
+        """
         self.submitted = True
-        return await self._batcher._enqueue(inputs, self._deadline)
+        return await self._batcher._enqueue(inputs, self._deadline, wait_for_disconnect)
 
 
 class DynamicBatcher:
@@ -98,6 +112,7 @@ class DynamicBatcher:
         self._collector: asyncio.Task[None] | None = None
         # Smoothed seconds per model call, by batch size rounded up to a power of two.
         self._call_cost: dict[int, float] = {}
+        self._busy = False
 
     @property
     def queue_depth(self) -> int:
@@ -140,7 +155,9 @@ class DynamicBatcher:
                 self._arriving -= 1
                 self._mark_idle_if_done()
 
-    async def _enqueue(self, inputs: Sequence[torch.Tensor], deadline: float) -> list[torch.Tensor]:
+    async def _enqueue(
+        self, inputs: Sequence[torch.Tensor], deadline: float, wait_for_disconnect: WaitForDisconnect | None
+    ) -> list[torch.Tensor]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[torch.Tensor]] = loop.create_future()
         queued = _Queued(
@@ -151,13 +168,20 @@ class DynamicBatcher:
         )
         self._arriving -= 1
         self._awaiting += 1
+        # Only a request that will wait is worth a watcher task; an idle engine answers at once.
+        will_wait = bool(self._queue) or self._busy
         self._queue.append(queued)
         self._work.set()
         timer = loop.call_later(max(deadline - queued.enqueued_at, 0.0), self._expire, future)
+        watcher = None
+        if wait_for_disconnect is not None and will_wait:
+            watcher = loop.create_task(_abandon_on_disconnect(wait_for_disconnect, future))
         try:
             return await future
         finally:
             timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
             self._awaiting -= 1
             self._mark_idle_if_done()
 
@@ -225,6 +249,7 @@ class DynamicBatcher:
         size = sum(queued.size for queued in batch)
         size_class = 1 << max(size - 1, 0).bit_length()
         requests = [queued.inputs for queued in batch]
+        self._busy = True
         try:
             cost = self._call_cost.get(size_class)
             if cost is not None and cost < INLINE_BUDGET_S:
@@ -240,6 +265,8 @@ class DynamicBatcher:
             _log.exception("batch of %d requests failed", len(batch))
             self._fail(batch, InferenceFailed(f"{error.__class__.__name__}: {error}"))
             return
+        finally:
+            self._busy = False
         for queued, outputs in zip(batch, results, strict=True):
             if not queued.future.done():
                 queued.future.set_result(outputs)
@@ -270,3 +297,11 @@ class DynamicBatcher:
                 )
         per_output = [torch.split(output, sizes) for output in outputs]
         return [list(rows) for rows in zip(*per_output, strict=True)], time.perf_counter() - started
+
+
+async def _abandon_on_disconnect(
+    wait_for_disconnect: WaitForDisconnect, future: asyncio.Future[list[torch.Tensor]]
+) -> None:
+    await wait_for_disconnect()
+    if not future.done():
+        future.set_exception(ClientDisconnected("client closed the connection before the answer"))

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from modeldeploy_runtime.errors import (
+    ClientDisconnected,
     InferenceFailed,
     InvalidInput,
     ModelNotFound,
@@ -32,6 +33,8 @@ STATUS_OF: dict[type[ServingError], tuple[int, int | None]] = {
     ModelNotReady: (503, ModelNotReady.retry_after_s),
     RequestTimedOut: (503, RequestTimedOut.retry_after_s),
     InferenceFailed: (500, None),
+    # nginx's "client closed request": never seen by the client, but counted in the metrics.
+    ClientDisconnected: (499, None),
 }
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from modeldeploy_runtime.errors import InvalidInput, PayloadTooLarge
+from modeldeploy_runtime.errors import ClientDisconnected, InvalidInput, PayloadTooLarge
 
 JSON_MEDIA_TYPE = "application/json"
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -24,11 +24,14 @@ async def read_capped_body(request: Request, cap_bytes: int) -> bytes:
             raise PayloadTooLarge(cap_bytes)
     chunks = []
     received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > cap_bytes:
-            raise PayloadTooLarge(cap_bytes)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > cap_bytes:
+                raise PayloadTooLarge(cap_bytes)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnected("client closed the connection while sending the body") from None
     return b"".join(chunks)
 
 
@@ -41,3 +44,9 @@ def parse_json(raw: bytes | bytearray | memoryview, what: str) -> Any:
 
 def json_response(document: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(document, option=_ORJSON_OPTIONS), status_code, media_type=JSON_MEDIA_TYPE)
+
+
+async def wait_for_disconnect(request: Request) -> None:
+    """Returns when the client disconnects; only meaningful once the body has been read."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -10,7 +11,7 @@ from starlette.responses import Response
 
 from modeldeploy_runtime.errors import InvalidInput
 from modeldeploy_runtime.model.metadata import Datatype, ModelMetadata, TensorSpec
-from modeldeploy_runtime.protocol.http import json_response, parse_json, read_capped_body
+from modeldeploy_runtime.protocol.http import json_response, parse_json, read_capped_body, wait_for_disconnect
 from modeldeploy_runtime.protocol.openapi import ERROR_RESPONSES, request_body
 from modeldeploy_runtime.protocol.schemas import PredictRequest, PredictResponse, V1ModelList, V1ModelStatus
 from modeldeploy_runtime.protocol.tensors import check_against_spec, tensor_from_json, tensor_to_json_data
@@ -99,5 +100,5 @@ async def predict_v1(service: InferenceService, model_name: str, request: Reques
         body = await read_capped_body(request, service.settings.max_payload_bytes)
         document = parse_json(body, "request body")
         inputs = decode_instances(document, model.metadata, service.settings.max_batch_size)
-        outputs = await slot.infer(inputs)
+        outputs = await slot.infer(inputs, partial(wait_for_disconnect, request))
     return json_response(encode_predictions(outputs, model.metadata))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from modeldeploy_runtime import __version__
 from modeldeploy_runtime.protocol.errors import error_response
-from modeldeploy_runtime.protocol.http import JSON_MEDIA_TYPE, json_response, read_capped_body
+from modeldeploy_runtime.protocol.http import JSON_MEDIA_TYPE, json_response, read_capped_body, wait_for_disconnect
 from modeldeploy_runtime.protocol.openapi import ERROR_RESPONSES, request_body
 from modeldeploy_runtime.protocol.schemas import (
     InferenceRequest,
@@ -108,7 +110,7 @@ async def infer_v2(service: InferenceService, model_name: str, request: Request)
         decoded = decode_request(
             body, request.headers.get(HEADER_LENGTH), model.metadata, service.settings.max_batch_size
         )
-        outputs = await slot.infer(decoded.inputs)
+        outputs = await slot.infer(decoded.inputs, partial(wait_for_disconnect, request))
     content, header_length = encode_response(model.name, decoded, outputs, model.metadata)
     if header_length is None:
         return Response(content, media_type=JSON_MEDIA_TYPE)
