@@ -17,6 +17,7 @@ port to kopf's liveness endpoint when it becomes the leader.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -269,7 +270,10 @@ async def run_elected(settings: OperatorSettings, operate: Callable[[], Coroutin
     await asyncio.wait({operator, keeper}, return_when=asyncio.FIRST_COMPLETED)
     if keeper.done():
         _exit_lost(keeper.exception())
+    # kopf stopped (SIGTERM): stop renewing before releasing, so that no renewal can land after the release.
     keeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await keeper
     await elector.release()
     await client.close()
     metrics.LEADER.set(0)
