@@ -20,7 +20,7 @@ from chart_models import MODELS, apply, example, wait_condition
 from chart_operator import OperatorStarter, chart_env
 from chart_release import REPO, Release, render
 from modeldeploy_devcluster.connection import ClusterConnection
-from modeldeploy_devcluster.kwok import SIMULATE_ANNOTATION, Simulation
+from modeldeploy_devcluster.kwok import EXIT_CODE_ANNOTATION, MESSAGE_ANNOTATION, SIMULATE_ANNOTATION, Simulation
 from modeldeploy_devcluster.testing import wait_until
 
 HEALTHCHECK_BUILD = Path(__file__).parent / "healthcheck" / "build.sh"
@@ -65,16 +65,23 @@ def test_kstatus_and_argocd_read_ready_progressing_and_degraded_modeldeployments
     operator = run_operator(token, chart_env(deployment, namespace), [namespace])
 
     never_ready = {"annotations": {SIMULATE_ANNOTATION: Simulation.NOT_READY.value}}
+    cannot_load = {
+        SIMULATE_ANNOTATION: Simulation.CRASH_LOOP.value,
+        EXIT_CODE_ANNOTATION: "3",
+        MESSAGE_ANNOTATION: "ModelLoadFailed: not a TorchScript archive",
+    }
     for name, manifest in {
         "ready": example("cpu-classifier"),
         "progressing": example("cpu-classifier", podMetadata=never_ready),
         "degraded": example("iris-classifier", gpu={"count": 9}),
+        "stalled": example("cpu-classifier", podMetadata={"annotations": cannot_load}),
     }.items():
         apply(cluster, {**manifest, "metadata": {"name": name}}, namespace)
     wait_condition(cluster, namespace, "ready", "Ready", "True")
     wait_condition(cluster, namespace, "progressing", "Ready", "False", "WaitingForReplicas")
     wait_condition(cluster, namespace, "progressing", "Progressing", "True")
     wait_condition(cluster, namespace, "degraded", "Degraded", "True", "Unschedulable")
+    wait_condition(cluster, namespace, "stalled", "Stalled", "True", "ModelLoadFailed")
 
     objects = cluster.kubectl("get", "modeldeployments", "-n", namespace, "-o", "json").stdout
     kstatus = verdicts(healthcheck, objects, "kstatus")
@@ -86,12 +93,14 @@ def test_kstatus_and_argocd_read_ready_progressing_and_degraded_modeldeployments
     assert kstatus["progressing"]["status"] == "InProgress"
     assert kstatus["progressing"]["reason"] == "WaitingForReplicas"
     assert argocd["progressing"]["status"] == "Progressing"
-    # kstatus knows Ready, Reconciling and Stalled; the operator's Degraded is not one of them, so a model that
-    # cannot be scheduled stays InProgress (Flux reports it at its timeout, quoting the reason), never Current.
+    # A model that cannot be scheduled is Degraded but not Stalled (an autoscaler can add the node): kstatus
+    # keeps it InProgress, never Current. A model that cannot load is Stalled: kstatus fails it at once.
     assert kstatus["degraded"]["status"] == "InProgress"
     assert kstatus["degraded"]["reason"] == "Unschedulable"
     assert argocd["degraded"]["status"] == "Degraded"
     assert argocd["degraded"]["message"].startswith("Unschedulable: ")
+    assert (kstatus["stalled"]["status"], kstatus["stalled"]["reason"]) == ("Failed", "ModelLoadFailed")
+    assert argocd["stalled"]["status"] == "Degraded"
 
     # A spec the operator has not acted on yet is never reported healthy, whatever the conditions say.
     operator.stop()

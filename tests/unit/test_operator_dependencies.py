@@ -4,7 +4,16 @@ test tools' dependencies (torch above all: the operator image stays small)."""
 import subprocess
 import sys
 
-NOT_IN_THE_OPERATOR_IMAGE = ["torch", "numpy", "fastapi", "uvicorn", "httpx", "hypothesis", "pytest", "modeldeploy_runtime"]
+NOT_IN_THE_OPERATOR_IMAGE = [
+    "torch",
+    "numpy",
+    "fastapi",
+    "uvicorn",
+    "httpx",
+    "hypothesis",
+    "pytest",
+    "modeldeploy_runtime",
+]
 
 
 def test_operator_imports_without_runtime_or_dev_packages() -> None:

@@ -70,6 +70,7 @@ def test_ready_when_every_replica_runs_the_current_spec() -> None:
         "Ready": ("True", "Ready"),
         "Progressing": ("False", "RolloutComplete"),
         "Degraded": ("False", "AsExpected"),
+        "Stalled": ("False", "AsExpected"),
     }
     assert status["observedGeneration"] == 7
     assert status["readySummary"] == "2/2"
@@ -106,6 +107,7 @@ def test_unschedulable_copies_the_scheduler_message() -> None:
     status = compute_status(_observed(_deployment(replicas=1, ready=0, updated=1), [pod], desired_replicas=1), {}, NOW)
     assert _conditions(status)["Ready"] == ("False", "Unschedulable")
     assert _conditions(status)["Degraded"] == ("True", "Unschedulable")
+    assert _conditions(status)["Stalled"] == ("False", "AsExpected"), "an autoscaler can add the node"
     assert status["lastFailure"] == {
         "reason": "Unschedulable",
         "message": message,
@@ -197,6 +199,7 @@ def test_invalid_spec_is_observed_and_not_ready() -> None:
         "Ready": ("False", "InvalidSpec"),
         "Progressing": ("False", "InvalidSpec"),
         "Degraded": ("True", "InvalidSpec"),
+        "Stalled": ("True", "InvalidSpec"),
     }
     assert status["observedGeneration"] == 7
 
@@ -220,11 +223,7 @@ def test_last_failure_is_kept_after_recovery_and_transition_times_move_only_on_c
     healed = compute_status(_observed(_deployment()), failing, later)
     assert healed["lastFailure"] == failing["lastFailure"]
     times = {c["type"]: c["lastTransitionTime"] for c in healed["conditions"]}
-    assert times == {
-        "Ready": "2026-11-23T12:05:00Z",
-        "Progressing": "2026-11-23T12:05:00Z",
-        "Degraded": "2026-11-23T12:05:00Z",
-    }
+    assert times == dict.fromkeys(["Ready", "Progressing", "Degraded", "Stalled"], "2026-11-23T12:05:00Z")
 
 
 def test_events_only_on_meaningful_transitions() -> None:

@@ -345,7 +345,7 @@ ConditionType = Literal["Ready", "Progressing", "Degraded"]
 class Condition(_Model):
     """A condition, following the Kubernetes (metav1.Condition) and kstatus conventions."""
 
-    type: str = Field(description="Ready, Progressing or Degraded.")
+    type: str = Field(description="Ready, Progressing, Degraded or Stalled.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="One CamelCase word for why.")
     message: str = Field(default="", description="What happened, in words a user can act on.")
@@ -370,7 +370,7 @@ class ModelDeploymentStatus(_Model):
     observed_generation: int | None = Field(default=None, description="The spec generation last acted on.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Progressing and Degraded.",
+        description="Ready, Progressing, Degraded and Stalled (kstatus: a failure only a person can fix).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     replicas: int = Field(default=0, description="Pods of the current Deployment.")

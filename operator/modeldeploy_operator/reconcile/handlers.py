@@ -75,11 +75,11 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_ti
             deployment_autoscaled=key in indexes["autoscaled_deployments"],
         )
 
-    retry = {"registry": registry, "timeout": handler_timeout, "backoff": RETRY_BACKOFF_SECONDS}
+    bounds: dict[str, Any] = {"registry": registry, "timeout": handler_timeout, "backoff": RETRY_BACKOFF_SECONDS}
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", **retry)
-    @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", **retry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", **retry)
+    @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", **bounds)
+    @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", **bounds)
+    @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", **bounds)
     async def reconcile_modeldeployment(*, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any) -> None:
         key = (namespace or "", name)
         await reconciler.reconcile(_snapshot(body), children_of(key, kwargs), trigger="spec")

@@ -4,7 +4,9 @@ Conditions follow the Kubernetes and kstatus conventions, so `kubectl wait --for
 Flux read them without custom scripts:
 - Ready: every desired replica runs the current spec and passes its readiness probe.
 - Progressing: a rollout or scale is under way and can still finish by itself.
-- Degraded: something stops it that needs a person (a crash loop, a bad image, no GPU anywhere, ...).
+- Degraded: something stops it (a crash loop, a bad image, no GPU anywhere, ...).
+- Stalled: Degraded in a way only a person can fix (not Unschedulable, which an autoscaler can heal); kstatus,
+  and so Flux and `kubectl wait`-based pipelines, read it as Failed instead of waiting for a timeout.
 lastFailure says why, in words a user can act on, and keeps the last reason after it heals.
 """
 
@@ -19,6 +21,10 @@ from modeldeploy_operator.manifests.deployment import FETCH_CONTAINER, RUNTIME_C
 EXIT_MODEL_LOAD_FAILED = 3
 EXIT_FETCH_FAILED = 4
 EXIT_CHECKSUM_MISMATCH = 5
+
+# Failures a cluster can outgrow without anyone touching the ModelDeployment: a cluster autoscaler adds the GPU
+# node. Everything else Degraded is also Stalled, kstatus' "needs a person" (Flux and kstatus report Failed).
+HEALS_BY_ITSELF = frozenset({"Unschedulable"})
 
 _IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
 _CONFIG_ERROR_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
@@ -85,11 +91,15 @@ def compute_status(observed: Observed, previous: Mapping[str, Any], now: datetim
         degraded = ("True", failure.reason, failure.message)
     else:
         degraded = ("False", "AsExpected", "no failures")
+    if failure is not None and failure.reason not in HEALS_BY_ITSELF:
+        stalled = ("True", failure.reason, failure.message)
+    else:
+        stalled = ("False", "AsExpected", "not stalled")
 
     previous_conditions = {c.get("type"): c for c in previous.get("conditions") or []}
+    kinds = (("Ready", ready_condition), ("Progressing", progressing), ("Degraded", degraded), ("Stalled", stalled))
     conditions = [
-        _condition(kind, value, observed.generation, previous_conditions.get(kind), now)
-        for kind, value in (("Ready", ready_condition), ("Progressing", progressing), ("Degraded", degraded))
+        _condition(kind, value, observed.generation, previous_conditions.get(kind), now) for kind, value in kinds
     ]
     return {
         "observedGeneration": _observed_generation(observed, previous),
