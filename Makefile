@@ -70,6 +70,10 @@ dev: venv binaries ## The playground: control plane, GPU nodes, operator, a samp
 dev-down: ## Stop a playground left running
 	@if [ -x $(PY) ]; then $(PY) -m modeldeploy_devcluster.playground down --state-dir $(STATE_DIR)/playground; fi
 
+.PHONY: bench-operator
+bench-operator: venv binaries ## Operator at scale: N=100 and N=1000 ModelDeployments against the floor (own cluster, ~15 min)
+	$(PY) benchmarks/operator_scale.py --n 100 --n 1000
+
 .PHONY: chart-lint
 chart-lint: binaries ## helm lint --strict of charts/modeldeploy (defaults, and the namespaced RBAC mode)
 	helm="$$(devcluster/build-binaries.sh)/helm" && $$helm lint --strict charts/modeldeploy \
@@ -78,3 +82,15 @@ chart-lint: binaries ## helm lint --strict of charts/modeldeploy (defaults, and 
 .PHONY: test-chart
 test-chart: venv binaries ## Chart: render, lint, server dry-run, install + RBAC proof, upgrade, uninstall, failover, GitOps health
 	$(VENV)/bin/pytest -q tests/chart
+
+.PHONY: test-runtime
+test-runtime: venv ## Runtime tests: real uvicorn servers on free ports, real torch models (a few minutes)
+	$(VENV)/bin/pytest -q tests/runtime
+
+.venv-kserve/.installed: $(VENV)/.installed benchmarks/setup_kserve_venv.sh
+	PYTHON=$(PYTHON) benchmarks/setup_kserve_venv.sh
+
+.PHONY: bench-runtime
+bench-runtime: venv .venv-kserve/.installed ## Runtime vs raw torch vs KServe ModelServer under wrk (~15 min); BENCH_ARGS="--device cuda"
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) benchmarks/bench_runtime.py $(BENCH_ARGS)

@@ -87,11 +87,18 @@ def measure_floor(model: str, path: Path, device: DeviceChoice, seconds: float) 
     return results
 
 
+def print_floor(results: list[FloorResult], when: str) -> None:
+    for result in results:
+        print(f"| floor ({when}) | {result.model} | batch {result.batch} | {result.items_per_s:.1f} items/s | "
+              f"{result.ms_per_batch:.2f} ms/batch |", flush=True)  # fmt: skip
+
+
 def write_bodies(model: str, directory: Path) -> dict[str, tuple[Path, str, str]]:
     """Per encoding: (body file, content type, Inference-Header-Content-Length or '')."""
     shape = [1, *bench_models.INPUT_SHAPES[model]]
     generator = np.random.default_rng(0)
-    values = np.round(generator.random(int(np.prod(shape)), dtype=np.float32), 5)
+    # Four decimals in float64 print as "0.1234": a 224x224 image is then ~1.1 MB of JSON, as clients send.
+    values = np.round(generator.random(int(np.prod(shape))), 4)
     name = bench_models.INPUT_NAMES[model]
     json_body = orjson.dumps({"inputs": [{"name": name, "datatype": "FP32", "shape": shape, "data": values.tolist()}]})
     bodies = {"json": (directory / f"{model}.json", "application/json", "")}
@@ -130,12 +137,6 @@ def run_wrk(url: str, body: tuple[Path, str, str], concurrency: int, seconds: fl
         raise RuntimeError(f"wrk failed: {output}")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return json.loads(line.removeprefix("WRK_JSON ")), cpu
-
-
-def let_abandoned_requests_finish(summary: dict) -> None:
-    """wrk stops with `concurrency` requests still queued in the server; a server that computes them
-    anyway (KServe does) must not bill them to the next cell. They finish within about one p99."""
-    time.sleep(min(summary["p99_us"] / 1e6, 60.0) + 0.3)
 
 
 class Server:
@@ -184,15 +185,31 @@ def kserve_command(model: str, path: Path, port: int, threads: int | None) -> li
     return command + (["--torch_threads", str(threads)] if threads else [])
 
 
+def single_request_s(server: Server, body: tuple[Path, str, str]) -> float:
+    """The slowest of a few lone requests: what one request costs this server, queueing aside."""
+    content = body[0].read_bytes()
+    headers = {"Content-Type": body[1], **({"Inference-Header-Content-Length": body[2]} if body[2] else {})}
+    durations = []
+    for _ in range(3):
+        started = time.perf_counter()
+        httpx.post(server.url, content=content, headers=headers, timeout=120).raise_for_status()
+        durations.append(time.perf_counter() - started)
+    return max(durations)
+
+
 def load_cells(server: Server, name: str, model: str, bodies: dict, seconds: float) -> list[LoadResult]:
     results = []
     for encoding, body in bodies.items():
+        # wrk stops with up to `concurrency` requests still queued in the server; a server that computes them
+        # anyway (KServe does) must not bill them to the next cell, so each run is followed by that long.
+        per_request_s = single_request_s(server, body)
         for concurrency in CONCURRENCIES:
-            warm_up, _ = run_wrk(server.url, body, concurrency, max(1.0, seconds / 4))
-            let_abandoned_requests_finish(warm_up)
+            settle_s = 0.3 + 1.5 * concurrency * per_request_s
+            run_wrk(server.url, body, concurrency, max(1.0, seconds / 4))  # warm-up, discarded
+            time.sleep(settle_s)
             cpu_before = process_cpu_s(server.process.pid)
             summary, wrk_cpu = run_wrk(server.url, body, concurrency, seconds)
-            let_abandoned_requests_finish(summary)
+            time.sleep(settle_s)
             wall = summary["duration_us"] / 1e6
             server_cpu = process_cpu_s(server.process.pid) - cpu_before
             result = LoadResult(
@@ -272,11 +289,9 @@ def main() -> None:
         directory = Path(scratch)
         for model in arguments.models:
             path = bench_models.build(model, directory / f"{model}.pt")
-            model_floor = measure_floor(model, path, device, seconds=min(arguments.seconds, 5.0))
-            floor += model_floor
-            for result in model_floor:
-                print(f"| floor | {model} | batch {result.batch} | {result.items_per_s:.1f} items/s | "
-                      f"{result.ms_per_batch:.2f} ms/batch |", flush=True)  # fmt: skip
+            floor_seconds = min(arguments.seconds, 5.0)
+            model_floor = measure_floor(model, path, device, floor_seconds)
+            print_floor(model_floor, "before")
             # Batch limits that help on this device: on a CPU a CNN gains nothing from big batches, so the
             # runtime gets the floor's best batch size; the overhead-bound MLP always gains from batching.
             best_batch = max(model_floor, key=lambda r: r.items_per_s).batch
@@ -296,6 +311,14 @@ def main() -> None:
                     loads += load_cells(server, name, model, bodies, arguments.seconds)
                 finally:
                     server.stop()
+            # The machine is shared: the floor is measured again after the servers, and the two are averaged.
+            floor_after = measure_floor(model, path, device, floor_seconds)
+            print_floor(floor_after, "after")
+            floor += [
+                FloorResult(model, early.batch, (early.items_per_s + late.items_per_s) / 2,
+                            (early.ms_per_batch + late.ms_per_batch) / 2)
+                for early, late in zip(model_floor, floor_after, strict=True)
+            ]  # fmt: skip
     print("\n".join(["", "## Targets", *targets(floor, loads, device.value)]))
     if arguments.json:
         document = {"device": device.value, "floor": [asdict(r) for r in floor], "load": [asdict(r) for r in loads]}
