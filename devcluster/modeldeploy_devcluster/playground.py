@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from pydantic import BaseModel
 
 from modeldeploy_devcluster.cluster import LocalCluster
 from modeldeploy_devcluster.connection import ClusterConnection
+from modeldeploy_devcluster.local_operator import free_port, operator_argv
 from modeldeploy_devcluster.processes import ProcessRecord, is_running, log_tail, start_process, stop_processes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,12 +40,6 @@ class PlaygroundState(BaseModel):
 
 def _say(message: str) -> None:
     print(f"playground: {message}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(what: str, record: ProcessRecord, check: Callable[[], bool], timeout: float) -> None:
@@ -68,19 +62,9 @@ def _answers(url: str) -> bool:
 
 
 def _start_operator(state_dir: Path, connection: ClusterConnection) -> ProcessRecord:
-    health, metrics = _free_port(), _free_port()
+    health, metrics = free_port(), free_port()
     os.environ["KUBECONFIG"] = str(connection.kubeconfig)  # inherited by the operator process
-    argv = [
-        sys.executable,
-        "-m",
-        "modeldeploy_operator",
-        "--bind-address",
-        "127.0.0.1",
-        "--health-port",
-        str(health),
-        "--metrics-port",
-        str(metrics),
-    ]
+    argv = operator_argv(health, metrics)
     record = start_process("operator", argv, state_dir / "logs" / "operator.log", cwd=REPO)
     _wait("starting the operator", record, lambda: _answers(f"http://127.0.0.1:{health}/healthz"), 60)
     _say(f"operator running (metrics at http://127.0.0.1:{metrics}/metrics)")
@@ -95,7 +79,7 @@ def _start_runtime(state_dir: Path) -> tuple[ProcessRecord, str]:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-    port = _free_port()
+    port = free_port()
     argv = [
         sys.executable,
         "-m",

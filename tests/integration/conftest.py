@@ -4,28 +4,18 @@ Each test's operator watches only the test's namespace, so tests (and the chart'
 """
 
 import json
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from modeldeploy_devcluster.local_operator import LocalOperator, start_local_operator
 
 REPO = Path(__file__).parents[2]
 CRD = REPO / "crds" / "modeldeployments.serving.modeldeploy.dev.yaml"
 WAIT_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -36,68 +26,20 @@ def crd_installed(cluster: Any) -> None:
     )
 
 
-@dataclass
-class OperatorProcess:
-    process: subprocess.Popen[bytes]
-    metrics_port: int
-    health_port: int
-    log: Path
-
-    def metric(self, name: str, **labels: str) -> float:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
-        total = 0.0
-        for line in body.splitlines():
-            if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 @pytest.fixture
 def start_operator(
     cluster: Any, crd_installed: None, namespace: str, tmp_path: Path
-) -> Iterator[Callable[[], OperatorProcess]]:
-    started: list[OperatorProcess] = []
+) -> Iterator[Callable[[], LocalOperator]]:
+    """Starts operators watching only this test's namespace; stops them after the test."""
+    started: list[LocalOperator] = []
 
-    def start() -> OperatorProcess:
-        health, metrics = free_port(), free_port()
+    def start() -> LocalOperator:
         log = tmp_path / f"operator-{len(started)}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "modeldeploy_operator",
-            "--namespace",
-            namespace,
-            "--bind-address",
-            "127.0.0.1",
-            "--health-port",
-            str(health),
-            "--metrics-port",
-            str(metrics),
-            "--runtime-image",
-            "modeldeploy/runtime:test",
-        ]
-        with log.open("wb") as sink:
-            process = subprocess.Popen(command, env=cluster.env(), stdout=sink, stderr=subprocess.STDOUT)
-        handle = OperatorProcess(process, metrics, health, log)
+        handle = start_local_operator(
+            cluster.kubeconfig, log, [namespace], extra_args=["--runtime-image", "modeldeploy/runtime:test"]
+        )
         started.append(handle)
-        deadline = time.monotonic() + WAIT_SECONDS
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"operator exited:\n{log.read_text()[-3000:]}"
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2)
-                return handle
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError(f"operator never became healthy:\n{log.read_text()[-3000:]}")
+        return handle
 
     yield start
     for handle in started:
@@ -105,7 +47,7 @@ def start_operator(
 
 
 @pytest.fixture
-def operator(start_operator: Callable[[], OperatorProcess]) -> OperatorProcess:
+def operator(start_operator: Callable[[], LocalOperator]) -> LocalOperator:
     return start_operator()
 
 
@@ -117,9 +59,7 @@ class Kube:
         self.namespace = namespace
 
     def apply(self, manifest: dict[str, Any], check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.cluster.kubectl(
-            "apply", "-n", self.namespace, "-f", "-", input=yaml.safe_dump(manifest), check=check
-        )
+        return self.cluster.kubectl("apply", "-n", self.namespace, "-f", "-", input=json.dumps(manifest), check=check)
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         result = self.cluster.kubectl("get", kind, name, "-n", self.namespace, "-o", "json", check=False)
