@@ -55,6 +55,10 @@ GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
 # The largest GPU node the harness simulates; headroom keeps the scheduler from packing the last GPU.
 GPUS_PER_NODE = 64
 GPU_HEADROOM = 1.25
+# The operator run waits this many times the floor's time to Ready (at least MIN_PATIENCE_SECONDS): the target
+# is 1.5x, so by then the verdict is in, and a stuck run costs minutes, not the whole --phase-timeout.
+OPERATOR_PATIENCE = 2.0
+MIN_PATIENCE_SECONDS = 120.0
 # After the last Ready: lets the operator's last status writes and their watch events land before counting.
 SETTLE_SECONDS = 5.0
 POLL_SECONDS = 1.0
@@ -223,12 +227,14 @@ class ApiServer:
     async def create_namespace(self, name: str) -> None:
         await self.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
-    async def delete_namespace(self, name: str) -> float:
-        """Delete the namespace and wait until it is gone (its pods freed their GPUs); returns seconds."""
-        started = time.monotonic()
+    async def delete_namespace(self, name: str) -> None:
         response = await self.http.delete(f"/api/v1/namespaces/{name}")
         if response.status_code not in (200, 202, 404):
             raise RuntimeError(f"deleting namespace {name}: HTTP {response.status_code} {response.text}")
+
+    async def wait_namespace_gone(self, name: str) -> float:
+        """Wait until the namespace is gone (its pods freed their GPUs); returns the seconds it took."""
+        started = time.monotonic()
         while time.monotonic() - started < NAMESPACE_GONE_TIMEOUT_SECONDS:
             if (await self.http.get(f"/api/v1/namespaces/{name}")).status_code == 404:
                 return time.monotonic() - started
@@ -268,11 +274,40 @@ class Progress:
         if name not in self.done and self.is_done(obj):
             self.done[name] = now
 
-    def all_seen_at(self) -> float | None:
-        return max(self.seen.values()) if len(self.seen) >= self.expected else None
 
-    def all_done_at(self) -> float | None:
-        return max(self.done.values()) if len(self.done) >= self.expected else None
+@dataclass(frozen=True)
+class Goal:
+    """Every expected object of each of `progresses` seen (or, with `done`, seen done)."""
+
+    description: str
+    progresses: tuple[Progress, ...]
+    done: bool = False
+
+    def _moments(self, progress: Progress) -> dict[str, float]:
+        return progress.done if self.done else progress.seen
+
+    def reached(self) -> int:
+        return min(len(self._moments(progress)) for progress in self.progresses)
+
+    def reached_at(self) -> float | None:
+        if any(len(self._moments(p)) < p.expected for p in self.progresses):
+            return None
+        return max(max(self._moments(p).values(), default=0.0) for p in self.progresses)
+
+
+@dataclass(frozen=True)
+class Milestone:
+    """Seconds from the first create until a goal was reached, or how far it got when the run gave up."""
+
+    seconds: float | None
+    reached: int
+    expected: int
+    limit_s: float
+
+    def __str__(self) -> str:
+        if self.seconds is None:
+            return f">{self.limit_s:.0f} ({self.reached}/{self.expected})"
+        return f"{self.seconds:.1f}"
 
 
 async def follow(api: ApiServer, path: str, progress: Progress) -> None:
@@ -318,16 +353,17 @@ class Watches:
                 task.result()  # raises what killed it
                 raise RuntimeError(f"the watch of {path} ended")
 
-    async def until(self, description: str, reached: Callable[[], float | None], deadline: float) -> float | None:
-        """The monotonic time `reached` reports once it reports one, or None at the deadline."""
-        while time.monotonic() < deadline:
+    async def until(self, goal: Goal, started: float, limit_s: float) -> Milestone:
+        """Wait for `goal` at most until `limit_s` after `started`."""
+        expected = min(progress.expected for progress in goal.progresses)
+        while time.monotonic() < started + limit_s:
             self.check()
-            moment = reached()
+            moment = goal.reached_at()
             if moment is not None:
-                return moment
+                return Milestone(moment - started, expected, expected, limit_s)
             await asyncio.sleep(POLL_SECONDS / 4)
-        log(f"timed out waiting for {description}")
-        return None
+        log(f"gave up waiting for {goal.description} after {limit_s:.0f} s: {goal.reached()}/{expected}")
+        return Milestone(None, goal.reached(), expected, limit_s)
 
 
 @asynccontextmanager
@@ -336,28 +372,17 @@ async def watching(api: ApiServer, progress_by_path: dict[str, Progress]) -> Asy
     tasks = {path: asyncio.create_task(follow(api, path, progress)) for path, progress in progress_by_path.items()}
     watches = Watches(tasks)
     try:
-        all_listed = await watches.until(
-            "the watches' first lists",
-            lambda: time.monotonic() if all(p.listed.is_set() for p in progress_by_path.values()) else None,
-            time.monotonic() + HEALTH_TIMEOUT_SECONDS,
-        )
-        if all_listed is None:
-            raise TimeoutError(f"the watches did not list in {HEALTH_TIMEOUT_SECONDS:.0f}s")
+        deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
+        while not all(progress.listed.is_set() for progress in progress_by_path.values()):
+            watches.check()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the watches did not list in {HEALTH_TIMEOUT_SECONDS:.0f}s")
+            await asyncio.sleep(POLL_SECONDS / 4)
         yield watches
     finally:
         for task in tasks.values():
             task.cancel()
         await asyncio.gather(*tasks.values(), return_exceptions=True)
-
-
-def latest(*moments: float | None) -> float | None:
-    """The last of several moments, or None while any has not come yet."""
-    present = [moment for moment in moments if moment is not None]
-    return max(present) if len(present) == len(moments) else None
-
-
-def all_created(deployments: Progress, services: Progress) -> Callable[[], float | None]:
-    return lambda: latest(deployments.all_seen_at(), services.all_seen_at())
 
 
 # -- the operator process -------------------------------------------------------------------------------
@@ -397,11 +422,16 @@ class OperatorProcess:
         proc = Path("/proc") / str(self.process.pid)
         return parse_process_usage((proc / "status").read_text(), (proc / "stat").read_text(), CLOCK_TICKS)
 
-    async def counter(self, name: str) -> float:
-        """A counter of the operator's own /metrics, summed over its labels."""
+    async def counter(self, name: str, **labels: str) -> float:
+        """A counter of the operator's own /metrics, summed over the samples that carry `labels`."""
         async with httpx.AsyncClient() as http:
             body = (await http.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(name + "{"))
+        wanted = [f'{key}="{value}"' for key, value in labels.items()]
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line.startswith(name + "{") and all(label in line for label in wanted)
+        )
 
 
 @contextmanager
@@ -473,34 +503,49 @@ class BenchSettings(BaseModel):
 
 @dataclass(frozen=True)
 class FloorResult:
-    created_s: float | None
-    ready_s: float | None
+    created: Milestone
+    ready: Milestone
     writes: Counter[RequestKind]  # during the run, by every client
 
 
 @dataclass(frozen=True)
 class OperatorResult:
-    created_s: float | None
-    ready_s: float | None
+    created: Milestone
+    ready: Milestone
     usage: ProcessUsage  # peak RSS of the process's life; CPU of the run alone
     writes: Counter[RequestKind]  # during the run, by every client
     operator_events: int
     steady_state_writes: Counter[RequestKind]
     reconciles: float
-    status_writes: float
+    reconcile_errors: float
 
 
 def since(before: Counter[RequestKind], after: Counter[RequestKind]) -> Counter[RequestKind]:
     return Counter({kind: after[kind] - before[kind] for kind in after if after[kind] != before[kind]})
 
 
-def relative(moment: float | None, start: float) -> float | None:
-    return None if moment is None else moment - start
+def operator_patience(floor: FloorResult, settings: BenchSettings) -> float:
+    """How long the operator run waits: past OPERATOR_PATIENCE x the floor the 1.5x target is missed anyway."""
+    if floor.ready.seconds is None:
+        return settings.phase_timeout_s
+    return min(settings.phase_timeout_s, max(OPERATOR_PATIENCE * floor.ready.seconds, MIN_PATIENCE_SECONDS))
 
 
-async def floor_run(api: ApiServer, n: int, settings: BenchSettings) -> FloorResult:
-    namespace = f"floor-{n}-{uuid.uuid4().hex[:6]}"
+@asynccontextmanager
+async def fresh_namespace(api: ApiServer, prefix: str, wait_for_gone: bool) -> AsyncIterator[str]:
+    """A new namespace for one run; deleted after it, and waited for so its pods free their GPUs.
+
+    A run that fails leaves it: the whole cluster goes down right after.
+    """
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
     await api.create_namespace(namespace)
+    yield namespace
+    await api.delete_namespace(namespace)
+    if wait_for_gone:
+        log(f"namespace {namespace} gone after {await api.wait_namespace_gone(namespace):.0f} s")
+
+
+async def floor_run(api: ApiServer, n: int, namespace: str, settings: BenchSettings) -> FloorResult:
     deployments_path, services_path = (path.format(namespace=namespace) for path in (DEPLOYMENTS_PATH, SERVICES_PATH))
     deployments, services = Progress(n, deployment_ready), Progress(n, always)
     async with watching(api, {deployments_path: deployments, services_path: services}) as watches:
@@ -511,21 +556,23 @@ async def floor_run(api: ApiServer, n: int, settings: BenchSettings) -> FloorRes
             for manifest in floor_manifests(namespace, index)
         ]
         started, _ = await create_all(api, requests, settings.concurrency)
-        deadline = started + settings.phase_timeout_s
-        created = await watches.until("the floor's objects", all_created(deployments, services), deadline)
-        ready = await watches.until("the floor's Deployments Ready", deployments.all_done_at, deadline)
+        limit_s = settings.phase_timeout_s
+        created = await watches.until(Goal("the floor's objects", (deployments, services)), started, limit_s)
+        ready = await watches.until(Goal("the floor's Ready Deployments", (deployments,), done=True), started, limit_s)
         writes = since(before, await api.write_requests())
-    result = FloorResult(relative(created, started), relative(ready, started), writes)
-    log(f"N={n} floor: all created at {fmt(result.created_s)} s, all Ready at {fmt(result.ready_s)} s")
-    log(f"N={n} floor: namespace gone after {await api.delete_namespace(namespace):.0f} s")
-    return result
+    log(f"N={n} floor: all created at {created} s, all Ready at {ready} s")
+    return FloorResult(created, ready, writes)
 
 
 async def operator_run(
-    api: ApiServer, cluster: ClusterConnection, n: int, settings: BenchSettings, log_dir: Path, last: bool
+    api: ApiServer,
+    cluster: ClusterConnection,
+    n: int,
+    namespace: str,
+    settings: BenchSettings,
+    limit_s: float,
+    log_dir: Path,
 ) -> OperatorResult:
-    namespace = f"operator-{n}-{uuid.uuid4().hex[:6]}"
-    await api.create_namespace(namespace)
     paths = [path.format(namespace=namespace) for path in (DEPLOYMENTS_PATH, SERVICES_PATH, MD_PATH)]
     deployments, services, model_deployments = (
         Progress(n, always),
@@ -538,13 +585,12 @@ async def operator_run(
             before, usage_before = await api.write_requests(), operator.usage()
             requests = [(paths[2], model_deployment_manifest(index)) for index in range(n)]
             started, _ = await create_all(api, requests, settings.concurrency)
-            deadline = started + settings.phase_timeout_s
-            created = await watches.until("the operator's children", all_created(deployments, services), deadline)
-            ready = await watches.until("the ModelDeployments Ready", model_deployments.all_done_at, deadline)
+            created = await watches.until(Goal("the operator's children", (deployments, services)), started, limit_s)
+            ready_goal = Goal("Ready ModelDeployments", (model_deployments,), done=True)
+            ready = await watches.until(ready_goal, started, limit_s)
             await asyncio.sleep(SETTLE_SECONDS)
             writes, usage = since(before, await api.write_requests()), operator.usage()
-        created_s, ready_s = relative(created, started), relative(ready, started)
-        log(f"N={n} operator: all created at {fmt(created_s)} s, all Ready at {fmt(ready_s)} s")
+        log(f"N={n} operator: all created at {created} s, all Ready at {ready} s")
         operator_events = await count_operator_events(api, namespace)
 
         log(f"N={n} operator: {settings.quiet_s:.0f} s of quiet")
@@ -552,19 +598,17 @@ async def operator_run(
         await asyncio.sleep(settings.quiet_s)
         steady = since(quiet_before, await api.write_requests())
         reconciles = await operator.counter("modeldeploy_reconciles_total")
-        status_writes = await operator.counter("modeldeploy_status_writes_total")
+        reconcile_errors = await operator.counter("modeldeploy_reconciles_total", result="error")
         operator.usage()  # still alive at the end of the quiet period
-    if not last:  # the cluster goes down after the last run: no need to wait for this one's garbage
-        log(f"N={n} operator: namespace gone after {await api.delete_namespace(namespace):.0f} s")
     return OperatorResult(
-        created_s=created_s,
-        ready_s=ready_s,
+        created=created,
+        ready=ready,
         usage=ProcessUsage(usage.peak_rss_bytes, usage.cpu_seconds - usage_before.cpu_seconds),
         writes=writes,
         operator_events=operator_events,
         steady_state_writes=Counter({kind: count for kind, count in steady.items() if is_operator_kind(kind)}),
         reconciles=reconciles,
-        status_writes=status_writes,
+        reconcile_errors=reconcile_errors,
     )
 
 
@@ -613,23 +657,22 @@ SUMMARY_COLUMNS = (
 )
 
 
-def fmt(seconds: float | None) -> str:
-    return "timeout" if seconds is None else f"{seconds:.1f}"
+def ready_ratio(floor: FloorResult, operator: OperatorResult) -> str:
+    if floor.ready.seconds is None:
+        return "-"
+    if operator.ready.seconds is None:
+        return f">{operator.ready.limit_s / floor.ready.seconds:.2f}x"
+    return f"{operator.ready.seconds / floor.ready.seconds:.2f}x"
 
 
 def summary_row(n: int, floor: FloorResult, operator: OperatorResult) -> list[str]:
-    ratio = (
-        f"{operator.ready_s / floor.ready_s:.2f}x"
-        if operator.ready_s is not None and floor.ready_s is not None
-        else "-"
-    )
     return [
         str(n),
-        fmt(floor.created_s),
-        fmt(floor.ready_s),
-        fmt(operator.created_s),
-        fmt(operator.ready_s),
-        ratio,
+        str(floor.created),
+        str(floor.ready),
+        str(operator.created),
+        str(operator.ready),
+        ready_ratio(floor, operator),
         f"{operator.usage.peak_rss_bytes / 1e6:.0f}",
         f"{operator.usage.cpu_seconds:.1f}",
         f"{sum(operator_writes(operator).values()) / n:.2f}",
@@ -661,6 +704,16 @@ def writes_rows(n: int, floor: FloorResult, operator: OperatorResult) -> list[li
     return [*rows, total]
 
 
+def operator_details(n: int, operator: OperatorResult) -> str:
+    """What the table's cells cannot hold: the operator's own counters and any steady-state write."""
+    steady = ", ".join(f"{count} x {describe_kind(kind)}" for kind, count in operator.steady_state_writes.items())
+    return (
+        f"N={n}: the operator reconciled {operator.reconciles / n:.1f} times per ModelDeployment, "
+        f"{operator.reconcile_errors / n:.1f} of them failed (its modeldeploy_reconciles_total); "
+        f"steady-state writes: {steady or 'none'}."
+    )
+
+
 def render_text(columns: tuple[str, ...], rows: list[list[str]]) -> str:
     widths = [max(len(column), *(len(row[i]) for row in rows)) for i, column in enumerate(columns)]
     lines = [columns, *rows]
@@ -684,30 +737,35 @@ class Report:
     @property
     def complete(self) -> bool:
         return all(
-            None not in (floor.created_s, floor.ready_s, operator.created_s, operator.ready_s)
+            milestone.seconds is not None
             for _, floor, operator in self.results
+            for milestone in (floor.created, floor.ready, operator.created, operator.ready)
         )
 
     def render(self) -> str:
         summary = [summary_row(n, floor, operator) for n, floor, operator in self.results]
         writes = [row for n, floor, operator in self.results for row in writes_rows(n, floor, operator)]
-        notes = [
-            "Times are seconds from the first create. writes/MD: apiserver write requests the operator made per",
-            "ModelDeployment during the run; steady-state writes: writes to ModelDeployments, Deployments, Services",
-            "and Events (by anyone) during the quiet period after all were Ready. CPU s: the operator's user + system",
-            "CPU during the run; peak RSS: its VmHWM.",
-        ]
+        notes = "\n".join(
+            [
+                "Seconds from the first create; >T (k/N): gave up after T s with k of N there. writes/MD: apiserver",
+                "write requests the operator made per ModelDeployment during the run; steady-state writes: writes to",
+                "ModelDeployments, Deployments, Services and Events (by anyone) in the quiet period after the run.",
+                "CPU s: the operator's user + system CPU during the run; peak RSS: its VmHWM.",
+                *(operator_details(n, operator) for n, _, operator in self.results),
+            ]
+        )
         return "\n\n".join(
             [
                 self.conditions,
                 render_text(SUMMARY_COLUMNS, summary),
                 render_text(WRITES_COLUMNS, writes),
-                "\n".join(notes),
+                notes,
                 "Markdown:",
                 self.conditions,
                 render_markdown(SUMMARY_COLUMNS, summary),
                 "Write requests per ModelDeployment, by request:",
                 render_markdown(WRITES_COLUMNS, writes),
+                notes,
             ]
         )
 
@@ -720,15 +778,20 @@ async def run_all(cluster: ClusterConnection, local: LocalCluster, settings: Ben
         version = (await api.list("/version"))["gitVersion"]
         results = []
         for position, n in enumerate(settings.sizes):
-            floor = await floor_run(api, n, settings)
-            operator = await operator_run(api, cluster, n, settings, log_dir, last=position == len(settings.sizes) - 1)
+            async with fresh_namespace(api, f"floor-{n}", wait_for_gone=True) as namespace:
+                floor = await floor_run(api, n, namespace, settings)
+            # After the last run the cluster goes down: no need to wait for its garbage.
+            last = position == len(settings.sizes) - 1
+            async with fresh_namespace(api, f"operator-{n}", wait_for_gone=not last) as namespace:
+                limit_s = operator_patience(floor, settings)
+                operator = await operator_run(api, cluster, n, namespace, settings, limit_s, log_dir)
             results.append((n, floor, operator))
     finally:
         await api.close()
     rate_limit = (
         "Kubernetes' defaults (20 QPS, burst 30)"
         if settings.controller_manager_qps is None
-        else f"raised to {settings.controller_manager_qps:g} QPS, burst {settings.controller_manager_burst}"
+        else f"raised to {settings.controller_manager_qps:g} QPS, burst {settings.controller_manager_burst or 30}"
     )
     conditions = (
         f"Operator at scale: kube-apiserver {version} on 127.0.0.1, {os.cpu_count()} CPU cores; "

@@ -1,0 +1,218 @@
+"""The operator scale benchmark: its pure parts without a cluster, and one tiny end-to-end run that starts its own.
+
+The figures themselves are the benchmark's to print (docs/benchmarks.md), never asserted here.
+"""
+
+import importlib.util
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_service
+from modeldeploy_operator.manifests.deployment import BuildOptions
+from modeldeploy_operator.manifests.labels import SPEC_HASH_ANNOTATION
+from modeldeploy_operator.reconcile.drift import stamp
+from modeldeploy_operator.settings import DEFAULT_RUNTIME_IMAGE
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "operator_scale.py"
+
+
+def _load_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("operator_scale", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_benchmark()
+
+
+def _sample(verb: str, group: str, resource: str, subresource: str, value: str, dry_run: str = "") -> str:
+    labels = (
+        f'code="200",component="apiserver",dry_run="{dry_run}",group="{group}",resource="{resource}",'
+        f'scope="resource",subresource="{subresource}",verb="{verb}",version="v1"'
+    )
+    return f"apiserver_request_total{{{labels}}} {value}"
+
+
+APISERVER_METRICS = "\n".join(
+    [
+        "# TYPE apiserver_request_total counter",
+        _sample("APPLY", "apps", "deployments", "", "12"),
+        _sample("APPLY", "apps", "deployments", "", "3").replace('code="200"', 'code="201"'),
+        _sample("APPLY", "apps", "deployments", "", "50", dry_run="All"),
+        _sample("LIST", "apps", "deployments", "", "7"),
+        _sample("PATCH", "", "pods", "status", "4e+03"),
+        _sample("POST", "", "events", "", "9"),
+    ]
+)
+
+
+def test_write_requests_are_summed_over_codes_and_skip_reads_and_dry_runs() -> None:
+    writes = bench.parse_write_requests(APISERVER_METRICS)
+    assert writes == Counter(
+        {
+            ("apps", "deployments", "", "APPLY"): 15,
+            ("", "pods", "status", "PATCH"): 4000,
+            ("", "events", "", "POST"): 9,
+        }
+    )
+
+
+def _seconds(seconds: float | None, expected: int = 100, reached: int = 100) -> object:
+    return bench.Milestone(seconds, reached, expected, limit_s=480.0)
+
+
+def _operator_result(writes: Counter, operator_events: int, ready: object | None = None) -> object:
+    return bench.OperatorResult(
+        created=_seconds(1.0),
+        ready=ready or _seconds(2.0),
+        usage=bench.ProcessUsage(100_000_000, 1.5),
+        writes=writes,
+        operator_events=operator_events,
+        steady_state_writes=Counter(),
+        reconciles=0.0,
+        reconcile_errors=0.0,
+    )
+
+
+def test_the_operator_is_charged_its_own_kinds_and_events_not_the_benchmarks_creates_or_controllers() -> None:
+    group, plural = bench.GROUP, bench.PLURAL
+    writes = Counter(
+        {
+            (group, plural, "", "POST"): 10,  # the benchmark's creates
+            (group, plural, "", "PATCH"): 10,  # kopf's annotations
+            (group, plural, "status", "PATCH"): 20,
+            ("apps", "deployments", "", "APPLY"): 10,
+            ("apps", "deployments", "status", "PUT"): 30,  # the deployment controller
+            ("", "services", "", "APPLY"): 10,
+            ("", "events", "", "POST"): 35,  # 5 of them posted by the operator
+            ("events.k8s.io", "events", "", "POST"): 10,  # the scheduler's
+            ("", "pods", "", "POST"): 10,
+        }
+    )
+    mine = bench.operator_writes(_operator_result(writes, operator_events=5))
+    assert mine == Counter(
+        {
+            (group, plural, "", "PATCH"): 10,
+            (group, plural, "status", "PATCH"): 20,
+            ("apps", "deployments", "", "APPLY"): 10,
+            ("", "services", "", "APPLY"): 10,
+            ("", "events", "", "POST"): 5,
+        }
+    )
+
+
+def test_steady_state_counts_writes_to_the_operators_kinds_whoever_makes_them() -> None:
+    assert bench.is_operator_kind(("apps", "deployments", "scale", "PATCH"))
+    assert bench.is_operator_kind(("events.k8s.io", "events", "", "POST"))
+    assert bench.is_operator_kind((bench.GROUP, bench.PLURAL, "status", "PATCH"))
+    assert not bench.is_operator_kind(("apps", "deployments", "status", "PUT"))
+    assert not bench.is_operator_kind(("coordination.k8s.io", "leases", "", "PUT"))
+
+
+def test_the_floor_creates_what_the_operator_applies_less_the_owner_reference() -> None:
+    deployment, service = bench.floor_manifests("ns", 7)
+    body = {"metadata": {"name": "model-00007", "namespace": "ns", "uid": "u"}, "spec": bench.model_deployment_spec()}
+    md = ModelDeployment.from_body(body)
+    expected = [stamp(build_deployment(md, BuildOptions(DEFAULT_RUNTIME_IMAGE))), stamp(build_service(md))]
+    for made, operator_made in zip((deployment, service), expected, strict=True):
+        assert "ownerReferences" not in made["metadata"]
+        operator_made["metadata"].pop("ownerReferences")
+        # The hash covers the owner's uid, which differs; it is there all the same.
+        assert made["metadata"]["annotations"].pop(SPEC_HASH_ANNOTATION)
+        operator_made["metadata"]["annotations"].pop(SPEC_HASH_ANNOTATION)
+        assert made == operator_made
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_process_usage_from_proc() -> None:
+    status = "Name:\tpython\nVmPeak:\t  300000 kB\nVmHWM:\t   81920 kB\nVmRSS:\t   70000 kB\n"
+    stat = "4242 (python -m (odd)) S 1 4242 4242 0 -1 4194560 9000 0 0 0 250 50 0 0 20 0 7 0 100 0 0"
+    assert bench.parse_process_usage(status, stat, clock_ticks=100) == bench.ProcessUsage(81920 * 1024, 3.0)
+
+
+def test_deployment_ready_needs_the_rollout_of_the_current_generation() -> None:
+    ready = {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 1},
+        "status": {"observedGeneration": 2, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1},
+    }
+    assert bench.deployment_ready(ready)
+    assert not bench.deployment_ready({**ready, "status": {**ready["status"], "observedGeneration": 1}})
+    assert not bench.deployment_ready({**ready, "status": {**ready["status"], "availableReplicas": 0}})
+
+
+def test_a_goal_is_reached_when_every_object_of_every_kind_is() -> None:
+    deployments, services = bench.Progress(2, bench.deployment_ready), bench.Progress(2, bench.always)
+    created = bench.Goal("created", (deployments, services))
+    ready = bench.Goal("ready", (deployments,), done=True)
+    deployments.seen.update({"a": 1.0, "b": 4.0})
+    services.seen.update({"a": 2.0})
+    assert (created.reached(), created.reached_at()) == (1, None)
+    services.seen["b"] = 3.0
+    assert (created.reached(), created.reached_at()) == (2, 4.0)
+    assert (ready.reached(), ready.reached_at()) == (0, None)
+
+
+def test_a_run_that_gave_up_says_how_far_it_got() -> None:
+    assert str(_seconds(12.34)) == "12.3"
+    assert str(_seconds(None, expected=1000, reached=853)) == ">480 (853/1000)"
+
+
+def test_the_operator_waits_twice_the_floor_within_the_phase_timeout() -> None:
+    settings = bench.parse_args([])
+
+    def floor(ready: float | None) -> object:
+        return bench.FloorResult(created=_seconds(1.0), ready=_seconds(ready), writes=Counter())
+
+    assert bench.operator_patience(floor(240.0), settings) == 480.0
+    assert bench.operator_patience(floor(20.0), settings) == bench.MIN_PATIENCE_SECONDS
+    assert bench.operator_patience(floor(600.0), settings) == settings.phase_timeout_s
+    assert bench.operator_patience(floor(None), settings) == settings.phase_timeout_s
+
+
+def test_summary_row_and_markdown() -> None:
+    floor = bench.FloorResult(created=_seconds(10.0), ready=_seconds(200.0), writes=Counter())
+    writes = Counter({("", "services", "", "APPLY"): 100, (bench.GROUP, bench.PLURAL, "status", "PATCH"): 300})
+    row = bench.summary_row(100, floor, _operator_result(writes, operator_events=100, ready=_seconds(300.0)))
+    assert row == ["100", "10.0", "200.0", "1.0", "300.0", "1.50x", "100", "1.5", "5.00", "0"]
+    markdown = bench.render_markdown(bench.SUMMARY_COLUMNS, [row])
+    assert markdown.splitlines()[2] == "| 100 | 10.0 | 200.0 | 1.0 | 300.0 | 1.50x | 100 | 1.5 | 5.00 | 0 |"
+    stuck = bench.summary_row(100, floor, _operator_result(writes, 100, ready=_seconds(None, reached=85)))
+    assert stuck[4:6] == [">480 (85/100)", ">2.40x"]
+
+
+def test_bad_arguments_name_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in (
+        (["--n", "0"], "--n: Input should be greater than or equal to 1"),
+        (["--concurrency", "300"], "--concurrency: Input should be less than or equal to 256"),
+    ):
+        with pytest.raises(SystemExit):
+            bench.parse_args(argv)
+        assert message in capsys.readouterr().err
+    assert bench.parse_args([]).sizes == [100, 1000]
+    assert bench.parse_args(["--n", "1000"]).gpu_nodes == 20
+
+
+def test_a_tiny_run_end_to_end() -> None:
+    """Its own cluster, floor and operator runs at N=5: the benchmark keeps working, and says what it measured."""
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--n", "5", "--quiet-seconds", "3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("| 5 | "))
+    cells = summary.strip("|").split("|")
+    assert len(cells) == len(bench.SUMMARY_COLUMNS)
+    assert ">" not in summary, "a run that gave up"
+    assert cells[-1].strip() == "0", "writes at steady state"
+    assert "Kubernetes' defaults (20 QPS, burst 30)" in result.stdout
