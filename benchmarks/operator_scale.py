@@ -26,9 +26,7 @@ import math
 import os
 import re
 import signal
-import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ from typing import Annotated, Any
 
 import httpx
 from modeldeploy_devcluster import ClusterConfig, ClusterConnection, LocalCluster
+from modeldeploy_devcluster.local_operator import LocalOperator, start_local_operator
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_service
 from modeldeploy_operator.manifests.deployment import BuildOptions
@@ -63,9 +62,8 @@ MIN_PATIENCE_SECONDS = 120.0
 SETTLE_SECONDS = 5.0
 POLL_SECONDS = 1.0
 WATCH_SERVER_TIMEOUT_SECONDS = 240
-HEALTH_TIMEOUT_SECONDS = 120.0
+WATCH_LIST_TIMEOUT_SECONDS = 120.0
 NAMESPACE_GONE_TIMEOUT_SECONDS = 900.0
-OPERATOR_STOP_SECONDS = 20.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 MD_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}"
@@ -372,11 +370,11 @@ async def watching(api: ApiServer, progress_by_path: dict[str, Progress]) -> Asy
     tasks = {path: asyncio.create_task(follow(api, path, progress)) for path, progress in progress_by_path.items()}
     watches = Watches(tasks)
     try:
-        deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
+        deadline = time.monotonic() + WATCH_LIST_TIMEOUT_SECONDS
         while not all(progress.listed.is_set() for progress in progress_by_path.values()):
             watches.check()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the watches did not list in {HEALTH_TIMEOUT_SECONDS:.0f}s")
+                raise TimeoutError(f"the watches did not list in {WATCH_LIST_TIMEOUT_SECONDS:.0f}s")
             await asyncio.sleep(POLL_SECONDS / 4)
         yield watches
     finally:
@@ -386,12 +384,6 @@ async def watching(api: ApiServer, progress_by_path: dict[str, Progress]) -> Asy
 
 
 # -- the operator process -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -410,75 +402,24 @@ def parse_process_usage(status: str, stat: str, clock_ticks: int) -> ProcessUsag
     return ProcessUsage(int(peak[1]) * 1024, (int(fields[11]) + int(fields[12])) / clock_ticks)
 
 
-@dataclass(frozen=True)
-class OperatorProcess:
-    process: subprocess.Popen[bytes]
-    metrics_port: int
-    log_path: Path
-
-    def usage(self) -> ProcessUsage:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"the operator exited ({self.process.returncode}); log: {self.log_path}")
-        proc = Path("/proc") / str(self.process.pid)
-        return parse_process_usage((proc / "status").read_text(), (proc / "stat").read_text(), CLOCK_TICKS)
-
-    async def counter(self, name: str, **labels: str) -> float:
-        """A counter of the operator's own /metrics, summed over the samples that carry `labels`."""
-        async with httpx.AsyncClient() as http:
-            body = (await http.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10)).text
-        wanted = [f'{key}="{value}"' for key, value in labels.items()]
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in body.splitlines()
-            if line.startswith(name + "{") and all(label in line for label in wanted)
-        )
+def operator_usage(operator: LocalOperator) -> ProcessUsage:
+    if operator.process.poll() is not None:
+        raise RuntimeError(f"the operator exited ({operator.process.returncode}); log: {operator.log}")
+    proc = Path("/proc") / str(operator.process.pid)
+    return parse_process_usage((proc / "status").read_text(), (proc / "stat").read_text(), CLOCK_TICKS)
 
 
 @contextmanager
-def running_operator(cluster: ClusterConnection, namespace: str, log_dir: Path) -> Iterator[OperatorProcess]:
-    """`python -m modeldeploy_operator` for one namespace, as the cluster admin, healthy before it is yielded.
-
-    Its settings are its defaults (INFO logs), as a user would run it.
-    """
-    health_port, metrics_port = free_port(), free_port()
+def running_operator(cluster: ClusterConnection, namespace: str, log_dir: Path) -> Iterator[LocalOperator]:
+    """The operator for one namespace, as the cluster admin, at its defaults (INFO logs) as a user runs it."""
     log_path = log_dir / f"operator-{namespace}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "modeldeploy_operator",
-        "--namespace",
-        namespace,
-        "--bind-address",
-        "127.0.0.1",
-        "--health-port",
-        str(health_port),
-        "--metrics-port",
-        str(metrics_port),
-        "--runtime-image",
-        DEFAULT_RUNTIME_IMAGE,
-    ]
-    with log_path.open("wb") as sink:
-        process = subprocess.Popen(command, env=cluster.env(), stdout=sink, stderr=subprocess.STDOUT)
+    operator = start_local_operator(
+        cluster.kubeconfig, log_path, [namespace], extra_args=["--runtime-image", DEFAULT_RUNTIME_IMAGE]
+    )
     try:
-        deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the operator exited ({process.returncode}); log: {log_path}")
-            try:
-                httpx.get(f"http://127.0.0.1:{health_port}/healthz", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the operator was not healthy in {HEALTH_TIMEOUT_SECONDS:.0f}s") from None
-                time.sleep(0.3)
-        yield OperatorProcess(process, metrics_port, log_path)
+        yield operator
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=OPERATOR_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        operator.stop()
 
 
 # -- the two runs ---------------------------------------------------------------------------------------
@@ -582,14 +523,14 @@ async def operator_run(
     progress_by_path = dict(zip(paths, (deployments, services, model_deployments), strict=True))
     with running_operator(cluster, namespace, log_dir) as operator:
         async with watching(api, progress_by_path) as watches:
-            before, usage_before = await api.write_requests(), operator.usage()
+            before, usage_before = await api.write_requests(), operator_usage(operator)
             requests = [(paths[2], model_deployment_manifest(index)) for index in range(n)]
             started, _ = await create_all(api, requests, settings.concurrency)
             created = await watches.until(Goal("the operator's children", (deployments, services)), started, limit_s)
             ready_goal = Goal("Ready ModelDeployments", (model_deployments,), done=True)
             ready = await watches.until(ready_goal, started, limit_s)
             await asyncio.sleep(SETTLE_SECONDS)
-            writes, usage = since(before, await api.write_requests()), operator.usage()
+            writes, usage = since(before, await api.write_requests()), operator_usage(operator)
         log(f"N={n} operator: all created at {created} s, all Ready at {ready} s")
         operator_events = await count_operator_events(api, namespace)
 
@@ -597,9 +538,9 @@ async def operator_run(
         quiet_before = await api.write_requests()
         await asyncio.sleep(settings.quiet_s)
         steady = since(quiet_before, await api.write_requests())
-        reconciles = await operator.counter("modeldeploy_reconciles_total")
-        reconcile_errors = await operator.counter("modeldeploy_reconciles_total", result="error")
-        operator.usage()  # still alive at the end of the quiet period
+        reconciles = operator.metric("modeldeploy_reconciles_total")
+        reconcile_errors = operator.metric("modeldeploy_reconciles_total", result="error")
+        operator_usage(operator)  # still alive at the end of the quiet period
     return OperatorResult(
         created=created,
         ready=ready,
