@@ -7,6 +7,7 @@ import contextlib
 import enum
 import gc
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -75,6 +76,7 @@ class InferenceService:
             request_timeout_s=self.settings.request_timeout_s,
             combine_requests=model.metadata.batchable and self.settings.max_batch_size > 1,
             observer=self.metrics,
+            workers=self.settings.model_workers,
             thread_initializer=self._configure_torch_threads,
         )
         self._batcher.start()
@@ -95,8 +97,12 @@ class InferenceService:
 
     def _configure_torch_threads(self) -> None:
         """Per thread: OpenMP keeps the intra-op thread count per calling thread."""
-        if self.settings.torch_threads is not None:
-            torch.set_num_threads(self.settings.torch_threads)
+        threads = self.settings.torch_threads
+        if threads is None and self.settings.model_workers > 1:
+            # Workers sharing the cores beat one worker with all of them: no barrier waits across cores.
+            threads = max(1, (os.cpu_count() or 1) // self.settings.model_workers)
+        if threads is not None:
+            torch.set_num_threads(threads)
 
     def _load_and_warm_up(self) -> ServableModel:
         self._configure_torch_threads()

@@ -59,8 +59,14 @@ class ServeSettings(_RuntimeSettings):
     request_timeout_s: float = Field(30.0, gt=0.0)
     drain_grace_s: float = Field(25.0, ge=0.0)
     exit_on_load_failure: bool = False
+    model_workers: int = Field(
+        1, ge=1, le=64, description="Batches run at once, each in its own thread (Triton's instance count)."
+    )
     torch_threads: int | None = Field(
-        None, ge=1, le=1024, description="Intra-op threads for the model; torch's default when unset."
+        None,
+        ge=1,
+        le=1024,
+        description="Intra-op threads per worker; unset: torch's default, divided among the workers.",
     )
     log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
 

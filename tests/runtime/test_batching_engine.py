@@ -133,3 +133,29 @@ async def test_outputs_without_the_batch_dimension_are_an_inference_error() -> N
     batched_failures = [result for result in results if isinstance(result, InferenceFailed)]
     assert batched_failures, results
     assert "declare a fixed first dimension" in str(batched_failures[0])
+
+
+async def test_workers_run_batches_side_by_side() -> None:
+    lock = threading.Lock()
+    running = 0
+    most = 0
+
+    def tracked(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return [inputs[0] + 1]
+
+    batcher = DynamicBatcher(
+        tracked, max_batch_size=1, max_delay_s=0.0, max_queue_size=10, request_timeout_s=5.0,
+        combine_requests=True, observer=Recorder(), workers=2,
+    )  # fmt: skip
+    batcher.start()
+    results = await asyncio.gather(*(submit(batcher, torch.full((1, 2), float(index))) for index in range(6)))
+    await batcher.stop()
+    assert [result[0][0, 0].item() for result in results] == [index + 1.0 for index in range(6)]
+    assert most == 2

@@ -90,6 +90,7 @@ class DynamicBatcher:
         request_timeout_s: float,
         combine_requests: bool,
         observer: BatchObserver,
+        workers: int = 1,
         thread_initializer: Callable[[], None] | None = None,
     ) -> None:
         self._run_batch = run_batch
@@ -107,12 +108,16 @@ class DynamicBatcher:
         self._idle.set()
         # Thread-local settings (torch's intra-op thread count under OpenMP) go in through the initializer.
         self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="inference", initializer=thread_initializer
+            max_workers=workers, thread_name_prefix="inference", initializer=thread_initializer
         )
+        self._workers = workers
+        # The collector forms a batch only when a worker is free: requests keep piling up meanwhile, so
+        # batches fill under load instead of being cut early.
+        self._free_workers = asyncio.Semaphore(workers)
+        self._running: set[asyncio.Task[None]] = set()
         self._collector: asyncio.Task[None] | None = None
         # Smoothed seconds per model call, by batch size rounded up to a power of two.
         self._call_cost: dict[int, float] = {}
-        self._busy = False
 
     @property
     def queue_depth(self) -> int:
@@ -131,6 +136,8 @@ class DynamicBatcher:
             self._collector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._collector
+        if self._running:
+            await asyncio.wait(self._running)
         for queued in self._queue:
             if not queued.future.done():
                 queued.future.set_exception(Overloaded("server is shutting down"))
@@ -169,7 +176,7 @@ class DynamicBatcher:
         self._arriving -= 1
         self._awaiting += 1
         # Only a request that will wait is worth a watcher task; an idle engine answers at once.
-        will_wait = bool(self._queue) or self._busy
+        will_wait = bool(self._queue) or len(self._running) >= self._workers
         self._queue.append(queued)
         self._work.set()
         timer = loop.call_later(max(deadline - queued.enqueued_at, 0.0), self._expire, future)
@@ -194,13 +201,23 @@ class DynamicBatcher:
             self._idle.set()
 
     async def _collect_forever(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            await self._free_workers.acquire()
             if not self._queue:
                 self._work.clear()
                 await self._work.wait()
             batch = await self._collect_batch()
-            if batch:
-                await self._execute(batch)
+            if not batch:
+                self._free_workers.release()
+                continue
+            task = loop.create_task(self._execute(batch))
+            self._running.add(task)
+            task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._free_workers.release()
 
     async def _collect_batch(self) -> list[_Queued]:
         first = self._pop_live()
@@ -249,7 +266,6 @@ class DynamicBatcher:
         size = sum(queued.size for queued in batch)
         size_class = 1 << max(size - 1, 0).bit_length()
         requests = [queued.inputs for queued in batch]
-        self._busy = True
         try:
             cost = self._call_cost.get(size_class)
             if cost is not None and cost < INLINE_BUDGET_S:
@@ -265,8 +281,6 @@ class DynamicBatcher:
             _log.exception("batch of %d requests failed", len(batch))
             self._fail(batch, InferenceFailed(f"{error.__class__.__name__}: {error}"))
             return
-        finally:
-            self._busy = False
         for queued, outputs in zip(batch, results, strict=True):
             if not queued.future.done():
                 queued.future.set_result(outputs)
