@@ -33,7 +33,23 @@ def _owner_key(namespace: str | None, body: kopf.Body) -> Key | None:
 
 
 def _snapshot(body: kopf.Body) -> dict[str, Any]:
-    return copy.deepcopy(dict(body))
+    """A copy of what the reconcile reads, without managedFields: often half of an object's bytes, never read,
+    and the indexes hold one copy per watched object."""
+    snapshot = copy.deepcopy(dict(body))
+    snapshot["metadata"] = {k: v for k, v in snapshot.get("metadata", {}).items() if k != "managedFields"}
+    return snapshot
+
+
+def _pod_snapshot(body: kopf.Body) -> dict[str, Any]:
+    """Of a pod, only what the status is computed from: pods are the most numerous objects we watch."""
+    metadata, status = body.get("metadata", {}), body.get("status", {})
+    kept_status = ("phase", "conditions", "containerStatuses", "initContainerStatuses")
+    return copy.deepcopy(
+        {
+            "metadata": {k: metadata[k] for k in ("name", "labels", "deletionTimestamp") if k in metadata},
+            "status": {k: status[k] for k in kept_status if k in status},
+        }
+    )
 
 
 def _only(store: Any) -> dict[str, Any] | None:
@@ -58,7 +74,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_ti
     @kopf.index("v1", "pods", labels=OWNED, registry=registry, id="owned_pods")
     def owned_pods(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
         key = _owner_key(namespace, body)
-        return {key: _snapshot(body)} if key else None
+        return {key: _pod_snapshot(body)} if key else None
 
     @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", registry=registry, id="autoscaled_deployments")
     def autoscaled_deployments(*, namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[Key, bool] | None:
