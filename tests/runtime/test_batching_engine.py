@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 from modeldeploy_runtime.batching import DynamicBatcher
+from modeldeploy_runtime.batching.engine import RunBatch
 from modeldeploy_runtime.errors import InferenceFailed, Overloaded, RequestTimedOut
 
 
@@ -30,12 +31,12 @@ def affine(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return [inputs[0] * 3 + 1, inputs[0].sum(dim=1)]
 
 
-def engine(recorder: Recorder, **overrides: object) -> DynamicBatcher:
+def engine(recorder: Recorder, run: RunBatch = affine, **overrides: object) -> DynamicBatcher:
     options: dict[str, object] = {
         "max_batch_size": 16, "max_delay_s": 0.005, "max_queue_size": 1000,
         "request_timeout_s": 10.0, "combine_requests": True,
     } | overrides  # fmt: skip
-    return DynamicBatcher(affine, observer=recorder, **options)  # type: ignore[arg-type]
+    return DynamicBatcher(run, observer=recorder, **options)  # type: ignore[arg-type]
 
 
 async def submit(batcher: DynamicBatcher, rows: torch.Tensor) -> list[torch.Tensor]:
@@ -90,10 +91,7 @@ async def test_requests_time_out_while_the_model_is_stuck() -> None:
         release.wait(10)
         return [inputs[0]]
 
-    batcher = DynamicBatcher(
-        stuck, max_batch_size=4, max_delay_s=0.0, max_queue_size=10, request_timeout_s=0.1,
-        combine_requests=True, observer=Recorder(),
-    )  # fmt: skip
+    batcher = engine(Recorder(), stuck, max_delay_s=0.0, request_timeout_s=0.1)
     batcher.start()
     with pytest.raises(RequestTimedOut, match=r"within 0\.1s"):
         await submit(batcher, torch.ones(1, 2))
@@ -111,10 +109,7 @@ async def test_a_model_error_fails_the_whole_batch_and_the_engine_goes_on() -> N
             raise RuntimeError("shape mismatch deep inside the model")
         return [inputs[0]]
 
-    batcher = DynamicBatcher(
-        flaky, max_batch_size=4, max_delay_s=0.0, max_queue_size=10, request_timeout_s=5.0,
-        combine_requests=True, observer=Recorder(),
-    )  # fmt: skip
+    batcher = engine(Recorder(), flaky, max_delay_s=0.0)
     batcher.start()
     with pytest.raises(InferenceFailed, match="RuntimeError: shape mismatch"):
         await submit(batcher, torch.ones(1, 2))
@@ -123,10 +118,7 @@ async def test_a_model_error_fails_the_whole_batch_and_the_engine_goes_on() -> N
 
 
 async def test_outputs_without_the_batch_dimension_are_an_inference_error() -> None:
-    batcher = DynamicBatcher(
-        lambda inputs: [inputs[0].sum()], max_batch_size=8, max_delay_s=0.05, max_queue_size=10,
-        request_timeout_s=5.0, combine_requests=True, observer=Recorder(),
-    )  # fmt: skip
+    batcher = engine(Recorder(), lambda inputs: [inputs[0].sum()], max_delay_s=0.05)
     batcher.start()
     results = await asyncio.gather(*(submit(batcher, torch.ones(1, 2)) for _ in range(4)), return_exceptions=True)
     await batcher.stop()
@@ -150,10 +142,7 @@ async def test_workers_run_batches_side_by_side() -> None:
             running -= 1
         return [inputs[0] + 1]
 
-    batcher = DynamicBatcher(
-        tracked, max_batch_size=1, max_delay_s=0.0, max_queue_size=10, request_timeout_s=5.0,
-        combine_requests=True, observer=Recorder(), workers=2,
-    )  # fmt: skip
+    batcher = engine(Recorder(), tracked, max_batch_size=1, max_delay_s=0.0, workers=2)
     batcher.start()
     results = await asyncio.gather(*(submit(batcher, torch.full((1, 2), float(index))) for index in range(6)))
     await batcher.stop()

@@ -100,9 +100,11 @@ def test_abandoned_requests_never_reach_the_model(slow_server: RuntimeServer) ->
         assert time.monotonic() < deadline
         time.sleep(0.05)
     after = scrape(slow_server.url)
-    assert value(after, "modeldeploy_requests_total", model="slow", protocol="v2", code="499") - value(
-        before, "modeldeploy_requests_total", model="slow", protocol="v2", code="499"
-    ) == 1
+    assert (
+        value(after, "modeldeploy_requests_total", model="slow", protocol="v2", code="499")
+        - value(before, "modeldeploy_requests_total", model="slow", protocol="v2", code="499")
+        == 1
+    )
     model_calls = value(after, "modeldeploy_batch_size_count", model="slow") - value(
         before, "modeldeploy_batch_size_count", model="slow"
     )

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import orjson
+import torch
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from modeldeploy_runtime.errors import ClientDisconnected, InvalidInput, PayloadTooLarge
+from modeldeploy_runtime.model.servable import ServableModel
+from modeldeploy_runtime.service import InferenceService
 
 JSON_MEDIA_TYPE = "application/json"
+Decoded = TypeVar("Decoded")
+# Turns a body into what the protocol keeps for its answer, and the model's inputs.
+Decoder = Callable[[bytes, Request, ServableModel], tuple[Decoded, list[torch.Tensor]]]
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -50,3 +58,14 @@ async def wait_for_disconnect(request: Request) -> None:
     """Returns when the client disconnects; only meaningful once the body has been read."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+async def infer_admitted(
+    service: InferenceService, model_name: str, request: Request, decode: Decoder[Decoded]
+) -> tuple[ServableModel, Decoded, list[torch.Tensor]]:
+    """Every protocol's inference: admit (or refuse) before reading the body, decode, run, wait."""
+    async with service.admit(model_name) as (model, slot):
+        body = await read_capped_body(request, service.settings.max_payload_bytes)
+        decoded, inputs = decode(body, request, model)
+        outputs = await slot.infer(inputs, partial(wait_for_disconnect, request))
+    return model, decoded, outputs

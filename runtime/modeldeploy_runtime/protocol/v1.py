@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import torch
@@ -11,7 +10,8 @@ from starlette.responses import Response
 
 from modeldeploy_runtime.errors import InvalidInput
 from modeldeploy_runtime.model.metadata import Datatype, ModelMetadata, TensorSpec
-from modeldeploy_runtime.protocol.http import json_response, parse_json, read_capped_body, wait_for_disconnect
+from modeldeploy_runtime.model.servable import ServableModel
+from modeldeploy_runtime.protocol.http import infer_admitted, json_response, parse_json
 from modeldeploy_runtime.protocol.openapi import ERROR_RESPONSES, request_body
 from modeldeploy_runtime.protocol.schemas import PredictRequest, PredictResponse, V1ModelList, V1ModelStatus
 from modeldeploy_runtime.protocol.tensors import check_against_spec, tensor_from_json, tensor_to_json_data
@@ -96,9 +96,10 @@ def v1_router(service: InferenceService) -> APIRouter:
 
 async def predict_v1(service: InferenceService, model_name: str, request: Request) -> Response:
     """The v1 predict handler, shared by the documented route and the ASGI fast path."""
-    async with service.admit(model_name) as (model, slot):
-        body = await read_capped_body(request, service.settings.max_payload_bytes)
-        document = parse_json(body, "request body")
-        inputs = decode_instances(document, model.metadata, service.settings.max_batch_size)
-        outputs = await slot.infer(inputs, partial(wait_for_disconnect, request))
+    max_batch_size = service.settings.max_batch_size
+
+    def decode(body: bytes, _: Request, model: ServableModel) -> tuple[None, list[torch.Tensor]]:
+        return None, decode_instances(parse_json(body, "request body"), model.metadata, max_batch_size)
+
+    model, _, outputs = await infer_admitted(service, model_name, request, decode)
     return json_response(encode_predictions(outputs, model.metadata))

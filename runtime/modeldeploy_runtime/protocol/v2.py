@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from functools import partial
-
+import torch
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from modeldeploy_runtime import __version__
+from modeldeploy_runtime.model.servable import ServableModel
 from modeldeploy_runtime.protocol.errors import error_response
-from modeldeploy_runtime.protocol.http import JSON_MEDIA_TYPE, json_response, read_capped_body, wait_for_disconnect
+from modeldeploy_runtime.protocol.http import JSON_MEDIA_TYPE, infer_admitted, json_response
 from modeldeploy_runtime.protocol.openapi import ERROR_RESPONSES, request_body
 from modeldeploy_runtime.protocol.schemas import (
     InferenceRequest,
@@ -21,7 +21,13 @@ from modeldeploy_runtime.protocol.schemas import (
     ReadyResponse,
     ServerMetadataResponse,
 )
-from modeldeploy_runtime.protocol.v2_codec import BINARY_EXTENSION, HEADER_LENGTH, decode_request, encode_response
+from modeldeploy_runtime.protocol.v2_codec import (
+    BINARY_EXTENSION,
+    HEADER_LENGTH,
+    DecodedRequest,
+    decode_request,
+    encode_response,
+)
 from modeldeploy_runtime.service import InferenceService
 
 SERVER_NAME = "modeldeploy-runtime"
@@ -105,12 +111,13 @@ def v2_router(service: InferenceService) -> APIRouter:
 
 async def infer_v2(service: InferenceService, model_name: str, request: Request) -> Response:
     """The v2 inference handler, shared by the documented route and the ASGI fast path."""
-    async with service.admit(model_name) as (model, slot):
-        body = await read_capped_body(request, service.settings.max_payload_bytes)
-        decoded = decode_request(
-            body, request.headers.get(HEADER_LENGTH), model.metadata, service.settings.max_batch_size
-        )
-        outputs = await slot.infer(decoded.inputs, partial(wait_for_disconnect, request))
+    max_batch_size = service.settings.max_batch_size
+
+    def decode(body: bytes, request: Request, model: ServableModel) -> tuple[DecodedRequest, list[torch.Tensor]]:
+        decoded = decode_request(body, request.headers.get(HEADER_LENGTH), model.metadata, max_batch_size)
+        return decoded, decoded.inputs
+
+    model, decoded, outputs = await infer_admitted(service, model_name, request, decode)
     content, header_length = encode_response(model.name, decoded, outputs, model.metadata)
     if header_length is None:
         return Response(content, media_type=JSON_MEDIA_TYPE)
