@@ -287,10 +287,15 @@ class Goal:
     def reached(self) -> int:
         return min(len(self._moments(progress)) for progress in self.progresses)
 
+    def last_moment(self) -> float | None:
+        """When the last object so far got there; None before any did."""
+        moments = [moment for progress in self.progresses for moment in self._moments(progress).values()]
+        return max(moments, default=None)
+
     def reached_at(self) -> float | None:
         if any(len(self._moments(p)) < p.expected for p in self.progresses):
             return None
-        return max(max(self._moments(p).values(), default=0.0) for p in self.progresses)
+        return self.last_moment()
 
 
 @dataclass(frozen=True)
@@ -301,11 +306,13 @@ class Milestone:
     reached: int
     expected: int
     limit_s: float
+    last_s: float | None = None  # when a run gave up: when the last of those that got there did
 
     def __str__(self) -> str:
-        if self.seconds is None:
-            return f">{self.limit_s:.0f} ({self.reached}/{self.expected})"
-        return f"{self.seconds:.1f}"
+        if self.seconds is not None:
+            return f"{self.seconds:.1f}"
+        last = f", last at {self.last_s:.1f}" if self.last_s is not None else ""
+        return f">{self.limit_s:.0f} ({self.reached}/{self.expected}{last})"
 
 
 async def follow(api: ApiServer, path: str, progress: Progress) -> None:
@@ -360,8 +367,10 @@ class Watches:
             if moment is not None:
                 return Milestone(moment - started, expected, expected, limit_s)
             await asyncio.sleep(POLL_SECONDS / 4)
-        log(f"gave up waiting for {goal.description} after {limit_s:.0f} s: {goal.reached()}/{expected}")
-        return Milestone(None, goal.reached(), expected, limit_s)
+        last = goal.last_moment()
+        milestone = Milestone(None, goal.reached(), expected, limit_s, None if last is None else last - started)
+        log(f"gave up waiting for {goal.description}: {milestone}")
+        return milestone
 
 
 @asynccontextmanager
@@ -688,10 +697,11 @@ class Report:
         writes = [row for n, floor, operator in self.results for row in writes_rows(n, floor, operator)]
         notes = "\n".join(
             [
-                "Seconds from the first create; >T (k/N): gave up after T s with k of N there. writes/MD: apiserver",
-                "write requests the operator made per ModelDeployment during the run; steady-state writes: writes to",
-                "ModelDeployments, Deployments, Services and Events (by anyone) in the quiet period after the run.",
-                "CPU s: the operator's user + system CPU during the run; peak RSS: its VmHWM.",
+                "Seconds from the first create; >T (k/N, last at L): gave up after T s with k of N there, the last",
+                "of them at L s. writes/MD: apiserver write requests the operator made per ModelDeployment during the",
+                "run; steady-state writes: writes to ModelDeployments, Deployments, Services and Events (by anyone) in",
+                "the quiet period after the run. CPU s: the operator's user + system CPU during the run; peak RSS: its",
+                "VmHWM.",
                 *(operator_details(n, operator) for n, _, operator in self.results),
             ]
         )

@@ -154,15 +154,16 @@ def test_a_goal_is_reached_when_every_object_of_every_kind_is() -> None:
     ready = bench.Goal("ready", (deployments,), done=True)
     deployments.seen.update({"a": 1.0, "b": 4.0})
     services.seen.update({"a": 2.0})
-    assert (created.reached(), created.reached_at()) == (1, None)
+    assert (created.reached(), created.reached_at(), created.last_moment()) == (1, None, 4.0)
     services.seen["b"] = 3.0
     assert (created.reached(), created.reached_at()) == (2, 4.0)
-    assert (ready.reached(), ready.reached_at()) == (0, None)
+    assert (ready.reached(), ready.reached_at(), ready.last_moment()) == (0, None, None)
 
 
 def test_a_run_that_gave_up_says_how_far_it_got() -> None:
     assert str(_seconds(12.34)) == "12.3"
     assert str(_seconds(None, expected=1000, reached=853)) == ">480 (853/1000)"
+    assert str(bench.Milestone(None, 999, 1000, 480.0, last_s=231.44)) == ">480 (999/1000, last at 231.4)"
 
 
 def test_the_operator_waits_twice_the_floor_within_the_phase_timeout() -> None:
