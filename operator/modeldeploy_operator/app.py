@@ -6,14 +6,11 @@ import logging
 from typing import Any
 
 import kopf
-import lightkube
 import prometheus_client
-from lightkube.config.kubeconfig import KubeConfig
 
 from modeldeploy_operator import leader
 from modeldeploy_operator.api.v1alpha1 import GROUP
-from modeldeploy_operator.kube import KubeApi
-from modeldeploy_operator.manifests.labels import FIELD_MANAGER
+from modeldeploy_operator.kube import KubeApi, default_client
 from modeldeploy_operator.reconcile import handlers
 from modeldeploy_operator.reconcile.reconciler import Reconciler
 from modeldeploy_operator.settings import OperatorSettings
@@ -21,33 +18,12 @@ from modeldeploy_operator.settings import OperatorSettings
 logger = logging.getLogger(__name__)
 
 
-class _LazyKubeApi(KubeApi):
-    """The API client binds to kopf's event loop, so it is made on first use inside it."""
-
-    def __init__(self) -> None:
-        self._client: Any = None
-
-    async def _ensure(self) -> None:
-        if self._client is None:
-            self._client = lightkube.AsyncClient(config=KubeConfig.from_env(), field_manager=FIELD_MANAGER)
-
-    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        await self._ensure()
-        return await super().apply(manifest)
-
-    async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self._ensure()
-        await super().write_status(namespace, name, status)
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-
-
-def build_registry(config: OperatorSettings, api: "_LazyKubeApi") -> kopf.OperatorRegistry:
+def build_registry(config: OperatorSettings, api: KubeApi) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     reconciler = Reconciler(api, config.runtime_image)
-    handlers.register(registry, reconciler, handler_timeout=config.handler_timeout_seconds)
+    handlers.register(
+        registry, reconciler, handler_timeout=config.handler_timeout_seconds, resync_period=config.resync_period_seconds
+    )
 
     @kopf.on.startup(registry=registry)
     def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -102,7 +78,7 @@ def run(settings: OperatorSettings) -> None:
         logging.getLogger("httpx2").setLevel(logging.WARNING)
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port, addr=settings.bind_address)
-    registry = build_registry(settings, _LazyKubeApi())
+    registry = build_registry(settings, KubeApi(default_client, settings.max_writes_in_flight))
     operate = functools.partial(
         kopf.operator,
         registry=registry,

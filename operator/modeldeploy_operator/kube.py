@@ -1,22 +1,29 @@
-"""All Kubernetes API writes of the operator: server-side apply of children and ModelDeployment status.
+"""All Kubernetes API writes of the operator: server-side apply of children, ModelDeployment status, events.
 
-Reads come from kopf's watches and indexes, never from here, so the steady state costs no requests.
+Reads come from kopf's watches and indexes, never from here, so the steady state costs no requests. Writes are
+bounded in flight: a thousand ModelDeployments created at once must queue here, not exhaust the connection pool
+and time out at the apiserver.
 """
 
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
 from lightkube import ApiError, AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Service
+from lightkube.resources.core_v1 import Event, Service
 from lightkube.types import PatchType
 
-from modeldeploy_operator.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
+from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from modeldeploy_operator.manifests.labels import FIELD_MANAGER
 
 ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 _CHILD_RESOURCES = {"Deployment": Deployment, "Service": Service}
+REQUEST_TIMEOUT_SECONDS = 30.0
 
 
 class RejectedError(Exception):
@@ -28,16 +35,18 @@ class TransientError(Exception):
 
 
 class KubeApi:
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
+    def __init__(self, client_factory: Callable[[], AsyncClient], max_writes_in_flight: int) -> None:
+        # The client binds to the event loop it first runs in (kopf's), so it is made on first use.
+        self._client_factory = client_factory
+        self._client: AsyncClient | None = None
+        self._writes = asyncio.Semaphore(max_writes_in_flight)
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with our one field manager; force takes back only fields we set ourselves."""
-        resource = _CHILD_RESOURCES[manifest["kind"]]
         metadata = manifest["metadata"]
-        applied = await self._call(
-            self._client.patch(
-                resource,
+        applied = await self._write(
+            lambda client: client.patch(
+                _CHILD_RESOURCES[manifest["kind"]],
                 metadata["name"],
                 manifest,
                 namespace=metadata["namespace"],
@@ -46,11 +55,12 @@ class KubeApi:
                 force=True,
             )
         )
-        return applied.to_dict()
+        return dict(applied.to_dict())
 
-    async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await self._call(
-            self._client.patch(
+    async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
+        """Merge-patches the status; returns the object's new resourceVersion."""
+        written = await self._write(
+            lambda client: client.patch(
                 ModelDeploymentResource.Status,
                 name,
                 {"status": status},
@@ -59,15 +69,55 @@ class KubeApi:
                 field_manager=FIELD_MANAGER,
             )
         )
+        return str(written.metadata.resourceVersion)
 
-    @staticmethod
-    async def _call(request: Any) -> Any:
-        try:
-            return await request
-        except ApiError as error:
-            code, message = error.status.code, error.status.message or str(error)
-            if code in (400, 422):
-                raise RejectedError(message) from error
-            raise TransientError(f"HTTP {code}: {message}") from error
-        except httpx2.HTTPError as error:
-            raise TransientError(f"{type(error).__name__}: {error}") from error
+    async def post_event(self, owner: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        metadata = owner["metadata"]
+        now = datetime.now(UTC)
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata["uid"],
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": FIELD_MANAGER,
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        }
+        await self._write(lambda client: client.create(Event.from_dict(event)))
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def _write(self, request: Callable[[AsyncClient], Any]) -> Any:
+        if self._client is None:
+            self._client = self._client_factory()
+        async with self._writes:
+            try:
+                return await request(self._client)
+            except ApiError as error:
+                code, message = error.status.code, error.status.message or str(error)
+                if code in (400, 422):
+                    raise RejectedError(message) from error
+                raise TransientError(f"HTTP {code}: {message}") from error
+            except httpx2.HTTPError as error:
+                raise TransientError(f"{type(error).__name__}: {error}") from error
+
+
+def default_client() -> AsyncClient:
+    """In-cluster credentials or $KUBECONFIG, our field manager, a timeout that tolerates a busy apiserver."""
+    return AsyncClient(
+        config=KubeConfig.from_env(), field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(REQUEST_TIMEOUT_SECONDS)
+    )

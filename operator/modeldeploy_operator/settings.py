@@ -29,11 +29,21 @@ class OperatorSettings(BaseSettings):
     health_port: int = Field(default=8080, ge=1, le=65535, description="Port of the /healthz liveness endpoint.")
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics; 0 turns it off.")
     bind_address: str = Field(default="0.0.0.0", description="Address the health and metrics endpoints bind.")
-    # A watch can die silently (kopf#585, #1120): the server closes it after this long and we reconnect,
-    # relisting everything, which also re-checks every child for drift.
+    # A watch can die silently (kopf#585, #1120): the server closes it after this long and kopf reconnects.
     watch_server_timeout_seconds: int = Field(default=300, ge=10, le=3600)
     watch_client_timeout_seconds: int = Field(default=330, ge=15, le=3900)
-    handler_timeout_seconds: int = Field(default=120, ge=5, le=3600)
+    # How long a spec change is retried through transient API errors; the resync keeps trying after that.
+    handler_timeout_seconds: int = Field(default=600, ge=5, le=3600)
+    resync_period_seconds: int = Field(
+        default=300,
+        ge=5,
+        le=86400,
+        description="Every ModelDeployment is re-checked this often from the watches' caches: the backstop for a "
+        "missed event or a failed write. It writes only what drifted.",
+    )
+    max_writes_in_flight: int = Field(
+        default=16, ge=1, le=256, description="API writes at once; more wait their turn instead of timing out."
+    )
     # Leader election (leader.py): controller-runtime's defaults, 15s / 10s / 2s.
     leader_election: bool = Field(
         default=False, description="Run as one candidate of several: reconcile only while holding the Lease."

@@ -29,14 +29,14 @@ def crd_installed(cluster: Any) -> None:
 @pytest.fixture
 def start_operator(
     cluster: Any, crd_installed: None, namespace: str, tmp_path: Path
-) -> Iterator[Callable[[], LocalOperator]]:
+) -> Iterator[Callable[..., LocalOperator]]:
     """Starts operators watching only this test's namespace; stops them after the test."""
     started: list[LocalOperator] = []
 
-    def start() -> LocalOperator:
+    def start(**env: str) -> LocalOperator:
         log = tmp_path / f"operator-{len(started)}.log"
         handle = start_local_operator(
-            cluster.kubeconfig, log, [namespace], extra_args=["--runtime-image", "modeldeploy/runtime:test"]
+            cluster.kubeconfig, log, [namespace], env=env, extra_args=["--runtime-image", "modeldeploy/runtime:test"]
         )
         started.append(handle)
         return handle
@@ -47,7 +47,7 @@ def start_operator(
 
 
 @pytest.fixture
-def operator(start_operator: Callable[[], LocalOperator]) -> LocalOperator:
+def operator(start_operator: Callable[..., LocalOperator]) -> LocalOperator:
     return start_operator()
 
 

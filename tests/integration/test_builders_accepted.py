@@ -50,7 +50,10 @@ runtime = st.fixed_dictionaries(
         "startupTimeoutSeconds": st.integers(30, 86400),
         "env": st.lists(
             st.fixed_dictionaries(
-                {"name": st.from_regex(r"[A-Z_][A-Z0-9_]{0,10}", fullmatch=True), "value": st.text(max_size=10)}
+                {
+                    "name": st.from_regex(r"[A-Z_][A-Z0-9_]{0,10}", fullmatch=True),
+                    "value": st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=10),
+                }
             ),
             max_size=3,
             unique_by=lambda e: e["name"],

@@ -35,6 +35,7 @@ INVALID = {
         "spec.runtime.env",
     ),
     "unknown field": ({"gpus": 1}, 'unknown field "spec.gpus"'),
+    "control character in env": ({"runtime": {"env": [{"name": "A", "value": "\x7f"}]}}, "spec.runtime.env[0].value"),
 }
 
 

@@ -24,6 +24,8 @@ SHORT_NAMES = ("md",)
 API_VERSION = f"{GROUP}/{VERSION}"
 
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
+# Server-side apply sends manifests as YAML, which cannot carry other control characters: refuse them up front.
+YAML_PRINTABLE = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x84\x86-\x9F]*$"
 MAX_GPUS_PER_POD = 16
 
 
@@ -194,7 +196,9 @@ class EnvVar(_Model):
     name: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=256)] = Field(
         description="Variable name."
     )
-    value: str | None = Field(default=None, description="Literal value.")
+    value: Annotated[str, StringConstraints(pattern=YAML_PRINTABLE)] | None = Field(
+        default=None, description="Literal value; no control characters other than tab and newlines."
+    )
     value_from: FreeFormObject | None = Field(
         default=None,
         description="A source for the value (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef), "

@@ -3,11 +3,15 @@
 - The ModelDeployment's create/update/resume handlers reconcile with retries and backoff.
 - Events of the children (Deployment, Service, Pods) reconcile their owner: a deleted Service or an edited
   Deployment is restored at once, and the status follows the pods without any edit of the ModelDeployment.
-- Every watch is relisted when the server closes it (settings.watch_server_timeout_seconds), which re-checks
-  every child: the backstop for a missed event, without the finalizer that kopf timers would add.
+- A resync re-checks every ModelDeployment from the indexes every resync period: the backstop for a missed
+  event or a write that failed, without the finalizer per object that kopf timers would add.
 """
 
+import asyncio
+import contextlib
 import copy
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -16,10 +20,20 @@ from modeldeploy_operator.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
 from modeldeploy_operator.manifests.labels import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
 
+logger = logging.getLogger(__name__)
+
 Key = tuple[str, str]
+INDEXES = ("modeldeployments", "owned_deployments", "owned_services", "owned_pods", "autoscaled_deployments")
 OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
 # For errors kopf does not classify; ours carry their own delay (TemporaryError) or stop (PermanentError).
 RETRY_BACKOFF_SECONDS = 10
+
+
+def _owner_uid(body: kopf.Body) -> str | None:
+    for ref in body.metadata.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("controller"):
+            return str(ref["uid"])
+    return None
 
 
 def _owner_key(namespace: str | None, body: kopf.Body) -> Key | None:
@@ -56,7 +70,9 @@ def _only(store: Any) -> dict[str, Any] | None:
     return next(iter(store), None) if store is not None else None
 
 
-def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_timeout: float) -> None:
+def register(
+    registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_timeout: float, resync_period: float
+) -> None:
     @kopf.index(GROUP, VERSION, PLURAL, registry=registry, id="modeldeployments")
     def modeldeployments(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
         return {(namespace or "", name): _snapshot(body)}
@@ -83,7 +99,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_ti
             return {(namespace or "", target["name"]): True}
         return None
 
-    def children_of(key: Key, indexes: dict[str, kopf.Index[Key, Any]]) -> Children:
+    def children_of(key: Key, indexes: Mapping[str, Any]) -> Children:
         return Children(
             deployment=_only(indexes["owned_deployments"].get(key)),
             service=_only(indexes["owned_services"].get(key)),
@@ -101,14 +117,19 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_ti
         await reconciler.reconcile(_snapshot(body), children_of(key, kwargs), trigger="spec")
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="forget_deleted")
-    def forget_deleted(*, type: str, namespace: str | None, name: str, uid: str, **_: Any) -> None:
+    def forget_deleted(*, type: str, uid: str, **_: Any) -> None:
         if type == "DELETED":
-            reconciler.forget(namespace or "", name, uid)
+            reconciler.forget(uid)
 
     @kopf.on.event("apps", "v1", "deployments", labels=OWNED, registry=registry, id="deployment_changed")
     @kopf.on.event("v1", "services", labels=OWNED, registry=registry, id="service_changed")
     @kopf.on.event("v1", "pods", labels=OWNED, registry=registry, id="pod_changed")
-    async def child_changed(*, namespace: str | None, body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
+    async def child_changed(
+        *, type: str, namespace: str | None, body: kopf.Body, logger: kopf.Logger, **kwargs: Any
+    ) -> None:
+        owner_uid = _owner_uid(body)
+        if type == "DELETED" and owner_uid:
+            reconciler.forget(owner_uid, body.get("kind"))
         key = _owner_key(namespace, body)
         owner = _only(kwargs["modeldeployments"].get(key)) if key else None
         if key is None or owner is None or owner["metadata"].get("deletionTimestamp"):
@@ -118,3 +139,32 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_ti
         except (kopf.PermanentError, kopf.TemporaryError) as error:
             # Event handlers are not retried; the owner's own handler retries, and the next event re-checks.
             logger.warning("reconcile of %s/%s after a child's event failed: %s", *key, error)
+
+    @kopf.on.startup(registry=registry)
+    async def start_resync(*, memo: kopf.Memo, **kwargs: Any) -> None:
+        # Startup handlers get the (still empty) index objects; the resync reads them as they fill.
+        indexes = {name: kwargs[name] for name in INDEXES}
+        memo["resync"] = asyncio.create_task(resync_forever(reconciler, indexes, children_of, resync_period))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_resync(*, memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("resync")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def resync_forever(reconciler: Reconciler, indexes: Mapping[str, Any], children_of: Any, period: float) -> None:
+    while True:
+        await asyncio.sleep(period)
+        for key, store in list(indexes["modeldeployments"].items()):
+            owner = _only(store)
+            if owner is None or owner["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                await reconciler.reconcile(owner, children_of(key, indexes), trigger="resync")
+            except (kopf.PermanentError, kopf.TemporaryError) as error:
+                logger.warning("resync of %s/%s: %s", *key, error)
+            except Exception:  # one broken object must not stop the backstop for all the others
+                logger.exception("resync of %s/%s failed", *key)

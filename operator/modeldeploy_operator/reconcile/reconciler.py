@@ -1,4 +1,4 @@
-"""One reconcile for every trigger: a spec change, a child's event, an operator restart.
+"""One reconcile for every trigger: a spec change, a child's event, the periodic resync, an operator restart.
 
 Parse the ModelDeployment, build the desired children, apply those that drifted, compute the status and
 write it when it changed. Everything is read from kopf's indexes, so nothing is written at steady state.
@@ -10,7 +10,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -21,11 +21,13 @@ from modeldeploy_operator.manifests.deployment import BuildOptions
 from modeldeploy_operator.manifests.labels import selector_string
 from modeldeploy_operator.manifests.model import InvalidSpecError
 from modeldeploy_operator.reconcile.drift import needs_apply, stamp
+from modeldeploy_operator.reconcile.own_writes import OwnWrites
 from modeldeploy_operator.reconcile.status import Failure, Observed, compute_status, transition_events
 
 logger = logging.getLogger(__name__)
 
 RETRY_DELAY_SECONDS = 10
+STATUS = "status"  # the OwnWrites kind under which our last status write is kept
 
 
 @dataclass(frozen=True)
@@ -42,22 +44,20 @@ class Reconciler:
     def __init__(self, api: KubeApi, default_runtime_image: str) -> None:
         self._api = api
         self._default_runtime_image = default_runtime_image
-        self._locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
-        # The watch lags our own status writes by an event. We are the status' only writer, so what we wrote
-        # last (by object uid) is the truth until the watch catches up; it keeps a write from being repeated.
-        self._written_status: dict[str, dict[str, Any]] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._own_writes = OwnWrites()
 
-    def forget(self, namespace: str, name: str, uid: str) -> None:
-        self._locks.pop((namespace, name), None)
-        self._written_status.pop(uid, None)
+    def forget(self, uid: str, kind: str | None = None) -> None:
+        """The watch saw the ModelDeployment (kind None) or one of its children deleted."""
+        self._own_writes.forget(uid, kind)
+        if kind is None:
+            self._locks.pop(uid, None)
 
     async def reconcile(self, body: dict[str, Any], children: Children, trigger: str) -> None:
         """Raises kopf.PermanentError for a spec that cannot be served, kopf.TemporaryError for what will heal."""
-        metadata = body["metadata"]
-        key = (metadata["namespace"], metadata["name"])
         started = time.monotonic()
         result = "error"
-        async with self._locks[key]:
+        async with self._locks[body["metadata"]["uid"]]:
             try:
                 await self._reconcile(body, children)
                 result = "ok"
@@ -66,6 +66,7 @@ class Reconciler:
                 metrics.RECONCILE_SECONDS.labels(trigger).observe(time.monotonic() - started)
 
     async def _reconcile(self, body: dict[str, Any], children: Children) -> None:
+        uid = body["metadata"]["uid"]
         try:
             md = ModelDeployment.from_body(body)
         except InvalidSpecError as error:
@@ -73,18 +74,24 @@ class Reconciler:
             raise kopf.PermanentError(f"invalid spec: {error}") from error
 
         options = BuildOptions(self._default_runtime_image, children.deployment_autoscaled)
-        live = {"Deployment": children.deployment, "Service": children.service}
+        live = {
+            "Deployment": self._own_writes.freshest(uid, "Deployment", children.deployment),
+            "Service": self._own_writes.freshest(uid, "Service", children.service),
+        }
+        kind = "Deployment"
         try:
             for manifest in (stamp(build_deployment(md, options)), stamp(build_service(md))):
                 kind = manifest["kind"]
                 reason = needs_apply(manifest, live[kind])
                 if reason is None:
                     continue
-                live[kind] = await self._api.apply(manifest)
+                applied = await self._api.apply(manifest)
+                self._own_writes.remember(uid, kind, applied)
+                live[kind] = applied
                 metrics.APPLIES.labels(kind, reason).inc()
                 logger.info("applied %s %s/%s (%s)", kind, md.namespace, md.name, reason)
                 if reason == "drifted" or (reason == "missing" and body.get("status")):
-                    kopf.info(_as_body(body), reason="DriftCorrected", message=f"restored {kind} {md.name} ({reason})")
+                    await self._event(body, "Normal", "DriftCorrected", f"restored {kind} {md.name} ({reason})")
         except InvalidSpecError as error:
             await self._report_unservable(body, children, Failure("InvalidSpec", str(error)))
             raise kopf.PermanentError(f"invalid spec: {error}") from error
@@ -115,14 +122,14 @@ class Reconciler:
 
     async def _report_unservable(self, body: dict[str, Any], children: Children, failure: Failure) -> None:
         metrics.ERRORS.labels(failure.reason).inc()
-        metadata = body["metadata"]
+        metadata, spec = body["metadata"], body.get("spec") or {}
         name = metadata["name"]
         observed = Observed(
             generation=int(metadata.get("generation") or 0),
-            desired_replicas=int((body.get("spec") or {}).get("replicas") or 0),
+            desired_replicas=int(spec.get("replicas") or 0),
             url="",
             selector=selector_string(name),
-            model_name=((body.get("spec") or {}).get("model") or {}).get("name") or name,
+            model_name=(spec.get("model") or {}).get("name") or name,
             children_current=False,
             deployment=children.deployment,
             pods=children.pods,
@@ -132,28 +139,37 @@ class Reconciler:
 
     async def _write_status(self, body: dict[str, Any], observed: Observed) -> None:
         metadata = body["metadata"]
-        key = (metadata["namespace"], metadata["name"])
-        previous = self._written_status.get(metadata["uid"]) or body.get("status") or {}
+        current = self._own_writes.freshest(metadata["uid"], STATUS, body) or body
+        previous = current.get("status") or {}
         status = compute_status(observed, previous, datetime.now(UTC))
         # The apiserver stores a merge patch's nulls as absent keys: compare what it will store.
         stored = {key: value for key, value in status.items() if value is not None}
         if stored == previous:
             return
         try:
-            await self._api.write_status(key[0], key[1], status)
+            version = await self._api.write_status(metadata["namespace"], metadata["name"], status)
         except TransientError as error:
             raise kopf.TemporaryError(f"writing status: {error}", delay=RETRY_DELAY_SECONDS) from error
         except RejectedError as error:
             # A status our own schema refuses is a bug of ours, not the user's: say so loudly, do not retry.
-            logger.error("status of %s/%s rejected by the apiserver: %s", *key, error)
+            logger.error(
+                "status of %s/%s rejected by the apiserver: %s", metadata["namespace"], metadata["name"], error
+            )
             raise kopf.PermanentError(f"status rejected: {error}") from error
-        self._written_status[metadata["uid"]] = stored
+        self._own_writes.remember(metadata["uid"], STATUS, {"metadata": {"resourceVersion": version}, "status": stored})
         metrics.STATUS_WRITES.inc()
         for event_type, reason, message in transition_events(previous, status):
-            kopf.event(_as_body(body), type=event_type, reason=reason, message=message)
+            await self._event(body, event_type, reason, message)
         if _became_ready_first_time(previous, status, metadata):
             created = datetime.fromisoformat(metadata["creationTimestamp"].replace("Z", "+00:00"))
             metrics.TIME_TO_READY.observe((datetime.now(UTC) - created).total_seconds())
+
+    async def _event(self, body: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        try:
+            await self._api.post_event(body, event_type, reason, message)
+        except (TransientError, RejectedError) as error:
+            # An event is a courtesy: losing one must not fail or repeat the reconcile that caused it.
+            logger.warning("event %s for %s not posted: %s", reason, body["metadata"]["name"], error)
 
 
 def _became_ready_first_time(previous: dict[str, Any], status: dict[str, Any], metadata: dict[str, Any]) -> bool:
@@ -161,7 +177,3 @@ def _became_ready_first_time(previous: dict[str, Any], status: dict[str, Any], m
         return any(c["type"] == "Ready" and c["status"] == "True" for c in s.get("conditions") or [])
 
     return ready(status) and not ready(previous) and int(metadata.get("generation") or 0) == 1
-
-
-def _as_body(body: dict[str, Any]) -> kopf.Body:
-    return kopf.Body(cast(kopf.RawBody, body))
