@@ -226,7 +226,7 @@ def single_request_s(server: Server, body: tuple[Path, str, str]) -> float:
     return max(durations)
 
 
-def load_cells(server: Server, name: str, model: str, bodies: dict, seconds: float) -> list[LoadResult]:
+def load_cells(server: Server, name: str, model: str, bodies: dict, seconds: float, repeats: int) -> list[LoadResult]:
     results = []
     for encoding, body in bodies.items():
         # wrk stops with up to `concurrency` requests still queued in the server; a server that computes them
@@ -236,21 +236,32 @@ def load_cells(server: Server, name: str, model: str, bodies: dict, seconds: flo
             settle_s = 0.3 + 1.5 * concurrency * per_request_s
             run_wrk(server.url, body, concurrency, max(1.0, seconds / 4))  # warm-up, discarded
             time.sleep(settle_s)
-            cpu_before = process_cpu_s(server.process.pid)
-            summary, wrk_cpu = run_wrk(server.url, body, concurrency, seconds)
-            server_cpu = process_cpu_s(server.process.pid) - cpu_before
-            time.sleep(settle_s)
-            wall = summary["duration_us"] / 1e6
-            result = LoadResult(
-                model=model, server=name, encoding=encoding, concurrency=concurrency,
-                requests_per_s=summary["requests"] / wall, p50_ms=summary["p50_us"] / 1000,
-                p99_ms=summary["p99_us"] / 1000,
-                errors=summary["non_2xx"] + summary["socket_errors"] + summary["timeouts"],
-                server_cpu_pct=100 * server_cpu / wall, wrk_cpu_pct=100 * wrk_cpu / wall,
-            )  # fmt: skip
-            print(format_load(result), flush=True)
-            results.append(result)
+            # The machine is shared and noise only ever slows a run down: the best of the repeats counts.
+            runs = [
+                load_run(server, name, model, encoding, body, concurrency, seconds, settle_s) for _ in range(repeats)
+            ]
+            best = max(runs, key=lambda run: run.requests_per_s)
+            print(format_load(best), flush=True)
+            results.append(best)
     return results
+
+
+def load_run(
+    server: Server, name: str, model: str, encoding: str, body: tuple[Path, str, str], concurrency: int,
+    seconds: float, settle_s: float,
+) -> LoadResult:  # fmt: skip
+    cpu_before = process_cpu_s(server.process.pid)
+    summary, wrk_cpu = run_wrk(server.url, body, concurrency, seconds)
+    server_cpu = process_cpu_s(server.process.pid) - cpu_before
+    time.sleep(settle_s)
+    wall = summary["duration_us"] / 1e6
+    return LoadResult(
+        model=model, server=name, encoding=encoding, concurrency=concurrency,
+        requests_per_s=summary["requests"] / wall, p50_ms=summary["p50_us"] / 1000,
+        p99_ms=summary["p99_us"] / 1000,
+        errors=summary["non_2xx"] + summary["socket_errors"] + summary["timeouts"],
+        server_cpu_pct=100 * server_cpu / wall, wrk_cpu_pct=100 * wrk_cpu / wall,
+    )  # fmt: skip
 
 
 def format_load(result: LoadResult) -> str:
@@ -306,6 +317,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each measured load cell")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per cell; the best one counts")
     parser.add_argument("--models", nargs="+", default=["tiny_mlp", "resnet50"])
     parser.add_argument("--servers", nargs="+", default=["modeldeploy", "kserve"])
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -333,17 +345,17 @@ def main() -> None:
                 )
                 server = Server(command, port, model, directory / f"{name}-{model}.log")
                 try:
-                    loads += load_cells(server, name, model, bodies, arguments.seconds)
+                    loads += load_cells(server, name, model, bodies, arguments.seconds, arguments.repeats)
                 finally:
                     server.stop()
-            # The machine is shared: the floor is measured again after the servers, and the two are averaged.
+            # The machine is shared: the floor is measured again after the servers, and like every cell the
+            # better of the two counts.
             floor_after = measure_floor(model, path, device, floor_seconds)
             print_floor(floor_after, "after")
             floor += [
-                FloorResult(model, early.batch, (early.items_per_s + late.items_per_s) / 2,
-                            (early.ms_per_batch + late.ms_per_batch) / 2)
+                max(early, late, key=lambda result: result.items_per_s)
                 for early, late in zip(model_floor, floor_after, strict=True)
-            ]  # fmt: skip
+            ]
     print("\n".join(["", "## Targets", *targets(floor, loads, device.value)]))
     if arguments.json:
         document = {"device": device.value, "floor": [asdict(r) for r in floor], "load": [asdict(r) for r in loads]}
