@@ -53,3 +53,12 @@ class InferenceFailed(ServingError):
 
 class ModelLoadError(Exception):
     """The model file could not be loaded; the reason is shown on the ready endpoint and in the log."""
+
+    # The word Kubernetes' termination message starts with, which the operator reports as lastFailure.reason.
+    termination_reason = "ModelLoadFailed"
+
+
+class ChecksumMismatch(ModelLoadError):
+    """The model file is not the one its expected sha256 names."""
+
+    termination_reason = "ChecksumMismatch"

@@ -15,6 +15,7 @@ from types import FrameType
 import uvicorn
 
 from modeldeploy_runtime.app import create_app
+from modeldeploy_runtime.fetch import EXIT_CHECKSUM_MISMATCH
 from modeldeploy_runtime.service import InferenceService
 from modeldeploy_runtime.settings import ServeSettings
 from modeldeploy_runtime.termination import write_termination_message
@@ -83,6 +84,6 @@ def serve(settings: ServeSettings) -> int:
         service.on_load_failure = server.stop_for_load_failure
     server.run()
     if service.load_error is not None and settings.exit_on_load_failure:
-        write_termination_message(settings.termination_log, "ModelLoadFailed", service.load_error)
-        return EXIT_MODEL_LOAD_FAILED
+        write_termination_message(settings.termination_log, service.load_failure_kind, service.load_error)
+        return EXIT_CHECKSUM_MISMATCH if service.load_failure_kind == "ChecksumMismatch" else EXIT_MODEL_LOAD_FAILED
     return 0

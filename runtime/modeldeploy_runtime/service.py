@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Callable
 import torch
 
 from modeldeploy_runtime.batching import DynamicBatcher, Slot
-from modeldeploy_runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady
+from modeldeploy_runtime.errors import ChecksumMismatch, ModelLoadError, ModelNotFound, ModelNotReady
+from modeldeploy_runtime.fetch import sha256_of
 from modeldeploy_runtime.metrics import RuntimeMetrics
 from modeldeploy_runtime.model.loading import load_model
 from modeldeploy_runtime.model.servable import ServableModel
@@ -37,6 +38,7 @@ class InferenceService:
         self.state = ModelState.LOADING
         self.reason = "model is loading"
         self.load_error: str | None = None
+        self.load_failure_kind = ModelLoadError.termination_reason
         self.on_load_failure: Callable[[str], None] | None = None
         self._model: ServableModel | None = None
         self._batcher: DynamicBatcher | None = None
@@ -59,7 +61,7 @@ class InferenceService:
         try:
             model = await asyncio.to_thread(self._load_and_warm_up)
         except ModelLoadError as error:
-            self._fail(str(error))
+            self._fail(str(error), error.termination_reason)
             return
         except Exception as error:
             _log.exception("unexpected error while loading the model")
@@ -106,6 +108,11 @@ class InferenceService:
 
     def _load_and_warm_up(self) -> ServableModel:
         self._configure_torch_threads()
+        expected = self.settings.model_sha256
+        if expected is not None:
+            actual = sha256_of(self.settings.model_path)
+            if actual != expected.lower():
+                raise ChecksumMismatch(f"{self.settings.model_path}: expected sha256 {expected.lower()}, got {actual}")
         model = load_model(
             self.name,
             self.settings.model_path,
@@ -120,10 +127,10 @@ class InferenceService:
             raise ModelLoadError(f"warm-up with the declared input shapes failed: {error}") from error
         return model
 
-    def _fail(self, reason: str) -> None:
-        self.state, self.load_error = ModelState.FAILED, reason
+    def _fail(self, reason: str, kind: str = ModelLoadError.termination_reason) -> None:
+        self.state, self.load_error, self.load_failure_kind = ModelState.FAILED, reason, kind
         self.reason = f"model failed to load: {reason}"
-        _log.error("ModelLoadFailed: %s", reason)
+        _log.error("%s: %s", kind, reason)
         if self.on_load_failure is not None:
             self.on_load_failure(reason)
 

@@ -48,6 +48,12 @@ class ServeSettings(_RuntimeSettings):
     model_name: str = Field(..., min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
     model_path: Path
     model_format: ModelFormat | None = Field(None, description="Inferred from the file's contents when not given.")
+    model_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="Expected sha256 of the model file, checked before loading (models nothing fetched, e.g. "
+        "on a volume); a mismatch is a load failure (ChecksumMismatch, exit code 5).",
+    )
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
     device: DeviceChoice = DeviceChoice.AUTO

@@ -210,7 +210,7 @@ def _container_failure(container: Mapping[str, Any], init: bool) -> Failure | No
     message = (terminated.get("message") or "").strip()
     if exit_code == EXIT_MODEL_LOAD_FAILED and name == RUNTIME_CONTAINER:
         return Failure("ModelLoadFailed", message or "the runtime could not load the model")
-    if exit_code == EXIT_CHECKSUM_MISMATCH and name == FETCH_CONTAINER:
+    if exit_code == EXIT_CHECKSUM_MISMATCH:  # the fetch's download, or the runtime's check of a volume's file
         return Failure("ChecksumMismatch", message or "the model file does not match spec.model.sha256")
     if exit_code == EXIT_FETCH_FAILED and name == FETCH_CONTAINER:
         return Failure("FetchFailed", message or "the model could not be downloaded from spec.model.uri")
