@@ -322,6 +322,8 @@ def main() -> None:
     parser.add_argument("--servers", nargs="+", default=["modeldeploy", "kserve"])
     parser.add_argument("--json", type=Path, help="also write the figures here")
     arguments = parser.parse_args()
+    # Stopped by a signal, still stop the servers it started (the `finally` blocks run on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     device = DeviceChoice(arguments.device)
     print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, device {device.value}", flush=True)
     floor: list[FloorResult] = []
