@@ -215,31 +215,34 @@ def kserve_command(model: str, path: Path, port: int, threads: int | None) -> li
 
 
 def single_request_s(server: Server, body: tuple[Path, str, str]) -> float:
-    """The slowest of a few lone requests: what one request costs this server, queueing aside."""
-    content = body[0].read_bytes()
+    """One lone request's round trip: queueing included, so a backlog shows."""
     headers = {"Content-Type": body[1], **({"Inference-Header-Content-Length": body[2]} if body[2] else {})}
-    durations = []
-    for _ in range(3):
-        started = time.perf_counter()
-        httpx.post(server.url, content=content, headers=headers, timeout=120).raise_for_status()
-        durations.append(time.perf_counter() - started)
-    return max(durations)
+    started = time.perf_counter()
+    httpx.post(server.url, content=body[0].read_bytes(), headers=headers, timeout=900).raise_for_status()
+    return time.perf_counter() - started
+
+
+def wait_until_idle(server: Server, body: tuple[Path, str, str], idle_s: float) -> None:
+    """wrk stops with up to `concurrency` requests still queued in the server. A server that computes them
+    anyway (KServe does; this runtime drops them) must not bill them to the next run: probe until a lone
+    request is as fast as on an idle server."""
+    deadline = time.monotonic() + 900
+    while single_request_s(server, body) > 2 * idle_s + 0.05 and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def load_cells(server: Server, name: str, model: str, bodies: dict, seconds: float, repeats: int) -> list[LoadResult]:
     results = []
     for encoding, body in bodies.items():
-        # wrk stops with up to `concurrency` requests still queued in the server; a server that computes them
-        # anyway (KServe does) must not bill them to the next cell, so each run is followed by that long.
-        per_request_s = single_request_s(server, body)
+        idle_s = min(single_request_s(server, body) for _ in range(3))
         for concurrency in CONCURRENCIES:
-            settle_s = 0.3 + 1.5 * concurrency * per_request_s
             run_wrk(server.url, body, concurrency, max(1.0, seconds / 4))  # warm-up, discarded
-            time.sleep(settle_s)
+            wait_until_idle(server, body, idle_s)
             # The machine is shared and noise only ever slows a run down: the best of the repeats counts.
-            runs = [
-                load_run(server, name, model, encoding, body, concurrency, seconds, settle_s) for _ in range(repeats)
-            ]
+            runs = []
+            for _ in range(repeats):
+                runs.append(load_run(server, name, model, encoding, body, concurrency, seconds))
+                wait_until_idle(server, body, idle_s)
             best = max(runs, key=lambda run: run.requests_per_s)
             print(format_load(best), flush=True)
             results.append(best)
@@ -248,12 +251,11 @@ def load_cells(server: Server, name: str, model: str, bodies: dict, seconds: flo
 
 def load_run(
     server: Server, name: str, model: str, encoding: str, body: tuple[Path, str, str], concurrency: int,
-    seconds: float, settle_s: float,
+    seconds: float,
 ) -> LoadResult:  # fmt: skip
     cpu_before = process_cpu_s(server.process.pid)
     summary, wrk_cpu = run_wrk(server.url, body, concurrency, seconds)
     server_cpu = process_cpu_s(server.process.pid) - cpu_before
-    time.sleep(settle_s)
     wall = summary["duration_us"] / 1e6
     return LoadResult(
         model=model, server=name, encoding=encoding, concurrency=concurrency,
