@@ -9,7 +9,7 @@
 
 import asyncio
 import contextlib
-import json
+import copy
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -46,49 +46,49 @@ def _owner_key(namespace: str | None, body: kopf.Body) -> Key | None:
     return None
 
 
-def _snapshot(body: kopf.Body) -> str:
-    """What the reconcile reads, as compact JSON without managedFields: the indexes hold one per watched object,
-    and a JSON string takes several times less memory than the same object as Python dicts (0.3 MB per
-    ModelDeployment with its children at N = 1000 before). Parsing one back costs microseconds."""
-    metadata = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
-    return json.dumps({**body, "metadata": metadata}, separators=(",", ":"))
+def _snapshot(body: kopf.Body) -> dict[str, Any]:
+    """A copy of what the reconcile reads, without managedFields: often half of an object's bytes, never read,
+    and the indexes hold one copy per watched object."""
+    snapshot = copy.deepcopy(dict(body))
+    snapshot["metadata"] = {k: v for k, v in snapshot.get("metadata", {}).items() if k != "managedFields"}
+    return snapshot
 
 
-def _pod_snapshot(body: kopf.Body) -> str:
+def _pod_snapshot(body: kopf.Body) -> dict[str, Any]:
     """Of a pod, only what the status is computed from: pods are the most numerous objects we watch."""
     metadata, status = body.get("metadata", {}), body.get("status", {})
     kept_status = ("phase", "conditions", "containerStatuses", "initContainerStatuses")
-    slim = {
-        "metadata": {k: metadata[k] for k in ("name", "labels", "deletionTimestamp") if k in metadata},
-        "status": {k: status[k] for k in kept_status if k in status},
-    }
-    return json.dumps(slim, separators=(",", ":"))
+    return copy.deepcopy(
+        {
+            "metadata": {k: metadata[k] for k in ("name", "labels", "deletionTimestamp") if k in metadata},
+            "status": {k: status[k] for k in kept_status if k in status},
+        }
+    )
 
 
 def _only(store: Any) -> dict[str, Any] | None:
-    snapshot = next(iter(store), None) if store is not None else None
-    return json.loads(snapshot) if snapshot is not None else None
+    return next(iter(store), None) if store is not None else None
 
 
 def register(
     registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_timeout: float, resync_period: float
 ) -> None:
     @kopf.index(GROUP, VERSION, PLURAL, registry=registry, id="modeldeployments")
-    def modeldeployments(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, str]:
+    def modeldeployments(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
         return {(namespace or "", name): _snapshot(body)}
 
     @kopf.index("apps", "v1", "deployments", labels=OWNED, registry=registry, id="owned_deployments")
-    def owned_deployments(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, str] | None:
+    def owned_deployments(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
         key = _owner_key(namespace, body)
         return {key: _snapshot(body)} if key else None
 
     @kopf.index("v1", "services", labels=OWNED, registry=registry, id="owned_services")
-    def owned_services(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, str] | None:
+    def owned_services(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
         key = _owner_key(namespace, body)
         return {key: _snapshot(body)} if key else None
 
     @kopf.index("v1", "pods", labels=OWNED, registry=registry, id="owned_pods")
-    def owned_pods(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, str] | None:
+    def owned_pods(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
         key = _owner_key(namespace, body)
         return {key: _pod_snapshot(body)} if key else None
 
@@ -103,7 +103,7 @@ def register(
         return Children(
             deployment=_only(indexes["owned_deployments"].get(key)),
             service=_only(indexes["owned_services"].get(key)),
-            pods=[json.loads(pod) for pod in indexes["owned_pods"].get(key) or []],
+            pods=list(indexes["owned_pods"].get(key) or []),
             deployment_autoscaled=key in indexes["autoscaled_deployments"],
         )
 
@@ -114,7 +114,7 @@ def register(
     @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", **bounds)
     async def reconcile_modeldeployment(*, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any) -> None:
         key = (namespace or "", name)
-        await reconciler.reconcile(json.loads(_snapshot(body)), children_of(key, kwargs), trigger="spec")
+        await reconciler.reconcile(_snapshot(body), children_of(key, kwargs), trigger="spec")
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="forget_deleted")
     def forget_deleted(*, type: str, uid: str, **_: Any) -> None:
