@@ -13,7 +13,7 @@ from typing import Any
 from modeldeploy_devcluster.local_operator import free_port
 from modeldeploy_operator.manifests import ModelDeployment, build_deployment
 from modeldeploy_operator.manifests.deployment import BuildOptions
-from modeldeploy_operator.reconcile.status import find_failure
+from modeldeploy_operator.reconcile.status import Failure, find_failure
 
 REPO = Path(__file__).parents[2]
 
@@ -50,6 +50,16 @@ def _runtime(env: dict[str, str], tmp_path: Path, port: int, *command: str) -> s
     )
 
 
+def _operator_reading(exit_code: int, message: str) -> Failure | None:
+    """What the operator reports for a runtime container that exited so and keeps restarting."""
+    container = {
+        "name": "runtime",
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": exit_code, "message": message}},
+    }
+    return find_failure({}, [{"metadata": {}, "status": {"containerStatuses": [container]}}])
+
+
 def test_the_operators_runtime_container_serves(tmp_path: Path) -> None:
     path, digest = _model(tmp_path)
     env = _container_env({"model": {"uri": f"file://{path}", "sha256": digest}, "runtime": {"maxBatchSize": 4}})
@@ -81,19 +91,7 @@ def test_a_checksum_mismatch_reads_back_as_the_operators_reason(tmp_path: Path) 
     exit_code = process.wait(timeout=60)
     message = (tmp_path / "termination-log").read_text()
     assert exit_code == 5 and message.startswith("ChecksumMismatch: ")
-    pod = {
-        "metadata": {},
-        "status": {
-            "containerStatuses": [
-                {
-                    "name": "runtime",
-                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                    "lastState": {"terminated": {"exitCode": exit_code, "message": message}},
-                }
-            ]
-        },
-    }
-    failure = find_failure({}, [pod])
+    failure = _operator_reading(exit_code, message)
     assert (
         failure is not None
         and failure.reason == "ChecksumMismatch"
@@ -107,19 +105,7 @@ def test_a_model_that_cannot_load_reads_back_as_model_load_failed(tmp_path: Path
     env = _container_env({"model": {"uri": f"file://{broken}"}})
     exit_code = _runtime(env, tmp_path, free_port(), "serve").wait(timeout=60)
     message = (tmp_path / "termination-log").read_text()
-    pod = {
-        "metadata": {},
-        "status": {
-            "containerStatuses": [
-                {
-                    "name": "runtime",
-                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                    "lastState": {"terminated": {"exitCode": exit_code, "message": message}},
-                }
-            ]
-        },
-    }
-    failure = find_failure({}, [pod])
+    failure = _operator_reading(exit_code, message)
     assert exit_code == 3 and failure is not None and failure.reason == "ModelLoadFailed", message
 
 
