@@ -42,7 +42,10 @@ class KubeApi:
         self._writes = asyncio.Semaphore(max_writes_in_flight)
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply with our one field manager; force takes back only fields we set ourselves."""
+        """Server-side apply with our one field manager; force takes back only fields we set ourselves.
+
+        Returns the applied object without its managedFields: nothing reads them, and the reconciler keeps the
+        object until the watch shows it (often half of its size)."""
         metadata = manifest["metadata"]
         applied = await self._write(
             lambda client: client.patch(
@@ -55,6 +58,7 @@ class KubeApi:
                 force=True,
             )
         )
+        applied.metadata.managedFields = None
         return dict(applied.to_dict())
 
     async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
