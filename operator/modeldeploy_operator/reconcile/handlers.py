@@ -29,18 +29,19 @@ OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
 RETRY_BACKOFF_SECONDS = 10
 
 
-def _owner_uid(body: kopf.Body) -> str | None:
+def _controller_ref(body: kopf.Body) -> Mapping[str, Any] | None:
+    """The owner reference to the ModelDeployment that controls this child, if any."""
     for ref in body.metadata.get("ownerReferences") or []:
-        if ref.get("kind") == KIND and ref.get("controller"):
-            return str(ref["uid"])
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/") and ref.get("controller"):
+            return ref
     return None
 
 
 def _owner_key(namespace: str | None, body: kopf.Body) -> Key | None:
     """The ModelDeployment a child belongs to: its controller owner reference, else (pods) its instance label."""
-    for ref in body.metadata.get("ownerReferences") or []:
-        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/") and ref.get("controller"):
-            return (namespace or "", ref["name"])
+    ref = _controller_ref(body)
+    if ref is not None:
+        return (namespace or "", ref["name"])
     if body.get("kind") == "Pod" and INSTANCE_LABEL in body.metadata.labels:
         return (namespace or "", body.metadata.labels[INSTANCE_LABEL])
     return None
@@ -127,9 +128,9 @@ def register(
     async def child_changed(
         *, type: str, namespace: str | None, body: kopf.Body, logger: kopf.Logger, **kwargs: Any
     ) -> None:
-        owner_uid = _owner_uid(body)
-        if type == "DELETED" and owner_uid:
-            reconciler.forget(owner_uid, body.get("kind"))
+        ref = _controller_ref(body)
+        if type == "DELETED" and ref is not None:
+            reconciler.forget(str(ref["uid"]), body.get("kind"))
         key = _owner_key(namespace, body)
         owner = _only(kwargs["modeldeployments"].get(key)) if key else None
         if key is None or owner is None or owner["metadata"].get("deletionTimestamp"):
