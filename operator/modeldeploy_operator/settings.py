@@ -44,6 +44,15 @@ class OperatorSettings(BaseSettings):
     max_writes_in_flight: int = Field(
         default=16, ge=1, le=256, description="API writes at once; more wait their turn instead of timing out."
     )
+    max_objects_in_flight: int = Field(
+        default=128,
+        ge=1,
+        le=4096,
+        description="Objects of one kind (ModelDeployments, Deployments, Services, Pods) processed at once; the "
+        "events of the others wait their turn, in order. Bounds the operator's memory under a burst. A "
+        "ModelDeployment waiting to retry a transient error keeps its place, so keep this well above the number "
+        "that may fail together.",
+    )
     # Leader election (leader.py): controller-runtime's defaults, 15s / 10s / 2s.
     leader_election: bool = Field(
         default=False, description="Run as one candidate of several: reconcile only while holding the Lease."
