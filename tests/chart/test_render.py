@@ -107,7 +107,14 @@ def test_operator_pod_is_hardened_probed_and_bounded(chart: Any) -> None:
 def test_operator_configuration_comes_from_values(chart: Any) -> None:
     env = container_env_of(
         chart(
-            operator={"runtimeImage": "registry.example/runtime:1.2.3", "logLevel": "DEBUG", "logFormat": "text"},
+            operator={
+                "runtimeImage": "registry.example/runtime:1.2.3",
+                "logLevel": "DEBUG",
+                "logFormat": "text",
+                "resyncPeriodSeconds": 60,
+                "maxWritesInFlight": 8,
+                "maxObjectsInFlight": 64,
+            },
             leaderElection={"leaseDurationSeconds": 30, "renewDeadlineSeconds": 20, "retryPeriodSeconds": 4},
         )
     )
@@ -115,6 +122,9 @@ def test_operator_configuration_comes_from_values(chart: Any) -> None:
     assert env["MODELDEPLOY_LOG_LEVEL"] == "DEBUG"
     assert env["MODELDEPLOY_LOG_FORMAT"] == "text"
     assert env["MODELDEPLOY_NAMESPACES"] == ""
+    assert env["MODELDEPLOY_RESYNC_PERIOD_SECONDS"] == "60"
+    assert env["MODELDEPLOY_MAX_WRITES_IN_FLIGHT"] == "8"
+    assert env["MODELDEPLOY_MAX_OBJECTS_IN_FLIGHT"] == "64"
     assert env["MODELDEPLOY_LEADER_ELECTION"] == "true"
     assert env["MODELDEPLOY_LEADER_ELECTION_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["MODELDEPLOY_LEADER_ELECTION_LEASE_NAME"] == FULLNAME
