@@ -71,8 +71,8 @@ dev-down: ## Stop a playground left running
 	@if [ -x $(PY) ]; then $(PY) -m modeldeploy_devcluster.playground down --state-dir $(STATE_DIR)/playground; fi
 
 .PHONY: bench-operator
-bench-operator: venv binaries ## Operator at scale: N=100 and N=1000 ModelDeployments against the floor (own cluster, ~15 min)
-	$(PY) benchmarks/operator_scale.py --n 100 --n 1000
+bench-operator: venv binaries ## Operator at scale: N=100 and N=1000 ModelDeployments against the floor (own cluster, ~15 min); BENCH_ARGS="--operator-env MODELDEPLOY_X=V"
+	$(PY) benchmarks/operator_scale.py --n 100 --n 1000 $(BENCH_ARGS)
 
 .PHONY: chart-lint
 chart-lint: binaries ## helm lint --strict of charts/modeldeploy (defaults, and the namespaced RBAC mode)
