@@ -60,8 +60,9 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
     # kopf runs one worker per object with events, unbounded by default: a thousand ModelDeployments created at once
     # meant thousands of workers, each holding its object's queued events: 278 MB at the peak, over 500 MB when
-    # the control plane keeps up. Bounded: 158 and 211 MB, at the same time to Ready (docs/benchmarks.md). An idle worker holds its slot
-    # until it exits, so it exits soon after its last event (kopf's default is 5 s) to let the waiting objects in.
+    # the control plane keeps up. Bounded: 158 and 211 MB, at the same time to Ready (docs/benchmarks.md). An idle
+    # worker holds its slot until it exits, so it exits soon after its last event (kopf's default is 5 s) to let
+    # the waiting objects in.
     kopf_settings.queueing.worker_limit = settings.max_objects_in_flight
     kopf_settings.queueing.idle_timeout = 0.5
     kopf_settings.peering.standalone = True
