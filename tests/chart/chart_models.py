@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -51,7 +50,3 @@ def wait_condition(
     what = f"{kind}={status}{f' ({reason})' if reason else ''} on {namespace}/{name}"
     md: dict[str, Any] = wait_until(reached, what, timeout=READY_TIMEOUT_SECONDS)
     return md
-
-
-def manifests_in(directory: Path) -> list[Path]:
-    return sorted(path for path in directory.glob("*.yaml") if path.name != "kustomization.yaml")

@@ -16,6 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modeldeploy"
 CRD_NAME = "modeldeployments.serving.modeldeploy.dev"
 HELM_TIMEOUT_SECONDS = 300
+# Fast enough for a test, in the ratios of the defaults (15s / 10s / 2s).
+FAST_LEADER_ELECTION = {"leaseDurationSeconds": 4, "renewDeadlineSeconds": 3, "retryPeriodSeconds": 0.5}
 
 
 def kubernetes_version() -> str:

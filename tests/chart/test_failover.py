@@ -16,16 +16,15 @@ from typing import Any
 
 from chart_models import apply, example, wait_condition
 from chart_operator import OperatorProcess, OperatorStarter, chart_env
-from chart_release import Release
+from chart_release import FAST_LEADER_ELECTION, Release
 from modeldeploy_devcluster.connection import ClusterConnection
 from modeldeploy_devcluster.testing import wait_until
 
-LEASE_SECONDS = 4
-LEADER_ELECTION = {"leaseDurationSeconds": LEASE_SECONDS, "renewDeadlineSeconds": 3, "retryPeriodSeconds": 0.5}
+LEASE_SECONDS = FAST_LEADER_ELECTION["leaseDurationSeconds"]
 VALUES: dict[str, Any] = {
     "watch": {"scope": "release"},
     "rbac": {"aggregateToDefaultRoles": False},
-    "leaderElection": LEADER_ELECTION,
+    "leaderElection": FAST_LEADER_ELECTION,
 }
 TAKEOVER_TIMEOUT_SECONDS = 60.0
 

@@ -20,7 +20,7 @@ import pytest
 from chart_api_recorder import rbac_requests, recording_proxy
 from chart_models import apply, example, get_md, wait_condition
 from chart_operator import OperatorStarter, chart_env
-from chart_release import Release, one
+from chart_release import FAST_LEADER_ELECTION, Release, one
 from lightkube import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
@@ -29,8 +29,6 @@ from modeldeploy_devcluster.pytest_plugin import TEST_NAMESPACE_LABEL
 from modeldeploy_devcluster.testing import wait_until
 
 GROUP = "serving.modeldeploy.dev"
-# Fast enough for a test, in the ratios of the defaults (15s / 10s / 2s).
-FAST_LEADER_ELECTION = {"leaseDurationSeconds": 4, "renewDeadlineSeconds": 3, "retryPeriodSeconds": 0.5}
 # The apiserver checks it only when admission plugin OwnerReferencesPermissionEnforcement is on (it is off in the
 # test cluster): whoever sets blockOwnerDeletion on a child must be allowed to update the owner's finalizers.
 CHECKED_WITHOUT_A_REQUEST = {("update", GROUP, "modeldeployments/finalizers")}

@@ -12,14 +12,14 @@ import pytest
 import yaml
 from chart_models import apply, example, get_md, wait_condition
 from chart_operator import OperatorStarter, chart_env
-from chart_release import CHART, CRD_NAME, REPO, Release, render, run_helm
+from chart_release import CHART, CRD_NAME, FAST_LEADER_ELECTION, REPO, Release, render, run_helm
 from modeldeploy_devcluster.connection import ClusterConnection, KubectlError
 from modeldeploy_devcluster.testing import wait_until
 
 SINGLE_REPLICA: dict[str, Any] = {
     "watch": {"scope": "release"},
     "replicaCount": 1,
-    "leaderElection": {"leaseDurationSeconds": 4, "renewDeadlineSeconds": 3, "retryPeriodSeconds": 0.5},
+    "leaderElection": FAST_LEADER_ELECTION,
 }
 
 

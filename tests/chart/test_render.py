@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from chart_operator import chart_env
-from chart_release import CHART, CRD_NAME, REPO, HelmError, of_kind, one, render, run_helm
+from chart_release import CHART, CRD_NAME, REPO, HelmError, container_env, of_kind, one, render, run_helm
 from modeldeploy_operator.settings import OperatorSettings
 
 RELEASE, NAMESPACE = "md", "modeldeploy-system"
@@ -105,19 +105,18 @@ def test_operator_pod_is_hardened_probed_and_bounded(chart: Any) -> None:
 
 
 def test_operator_configuration_comes_from_values(chart: Any) -> None:
-    env = container_env_of(
-        chart(
-            operator={
-                "runtimeImage": "registry.example/runtime:1.2.3",
-                "logLevel": "DEBUG",
-                "logFormat": "text",
-                "resyncPeriodSeconds": 60,
-                "maxWritesInFlight": 8,
-                "maxObjectsInFlight": 64,
-            },
-            leaderElection={"leaseDurationSeconds": 30, "renewDeadlineSeconds": 20, "retryPeriodSeconds": 4},
-        )
+    objects = chart(
+        operator={
+            "runtimeImage": "registry.example/runtime:1.2.3",
+            "logLevel": "DEBUG",
+            "logFormat": "text",
+            "resyncPeriodSeconds": 60,
+            "maxWritesInFlight": 8,
+            "maxObjectsInFlight": 64,
+        },
+        leaderElection={"leaseDurationSeconds": 30, "renewDeadlineSeconds": 20, "retryPeriodSeconds": 4},
     )
+    env = container_env(one(objects, "Deployment"))
     assert env["MODELDEPLOY_RUNTIME_IMAGE"] == "registry.example/runtime:1.2.3"
     assert env["MODELDEPLOY_LOG_LEVEL"] == "DEBUG"
     assert env["MODELDEPLOY_LOG_FORMAT"] == "text"
@@ -131,11 +130,6 @@ def test_operator_configuration_comes_from_values(chart: Any) -> None:
     assert env["MODELDEPLOY_LEADER_ELECTION_LEASE_DURATION_SECONDS"] == "30"
     assert env["MODELDEPLOY_LEADER_ELECTION_RENEW_DEADLINE_SECONDS"] == "20"
     assert env["MODELDEPLOY_LEADER_ELECTION_RETRY_PERIOD_SECONDS"] == "4"
-
-
-def container_env_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    return {var["name"]: var.get("value", var.get("valueFrom")) for var in container["env"]}
 
 
 @pytest.mark.parametrize(
@@ -190,14 +184,14 @@ def test_namespaces_scope_grants_a_role_in_each_namespace_and_nothing_cluster_wi
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for binding in bindings:
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
-    assert container_env_of(objects)["MODELDEPLOY_NAMESPACES"] == "team-a,team-b"
+    assert container_env(one(objects, "Deployment"))["MODELDEPLOY_NAMESPACES"] == "team-a,team-b"
 
 
 def test_release_scope_grants_one_role_in_the_release_namespace(chart: Any) -> None:
     objects = chart(watch={"scope": "release"})
     role = one(objects, "Role", FULLNAME)
     assert role["metadata"]["namespace"] == NAMESPACE and rules_by_resource(role) == OPERATOR_RULES
-    assert container_env_of(objects)["MODELDEPLOY_NAMESPACES"] == NAMESPACE
+    assert container_env(one(objects, "Deployment"))["MODELDEPLOY_NAMESPACES"] == NAMESPACE
     assert [r["metadata"]["name"] for r in of_kind(objects, "ClusterRole")] == [f"{FULLNAME}-edit", f"{FULLNAME}-view"]
 
 
@@ -219,7 +213,7 @@ def test_single_replica_without_leader_election_has_no_lease_role_and_no_pdb(cha
     objects = chart(replicaCount=1, leaderElection={"enabled": False})
     assert [r["metadata"]["name"] for r in of_kind(objects, "Role")] == []
     assert of_kind(objects, "PodDisruptionBudget") == []
-    env = container_env_of(objects)
+    env = container_env(one(objects, "Deployment"))
     assert env["MODELDEPLOY_LEADER_ELECTION"] == "false"
     assert not [name for name in env if name.startswith("MODELDEPLOY_LEADER_ELECTION_")]
 
@@ -268,7 +262,7 @@ def test_metrics_off_removes_the_service_and_the_port(chart: Any) -> None:
     assert of_kind(objects, "Service") == [] and of_kind(objects, "ServiceMonitor") == []
     container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert [port["name"] for port in container["ports"]] == ["health"]
-    assert container_env_of(objects)["MODELDEPLOY_METRICS_PORT"] == "0"
+    assert container_env(one(objects, "Deployment"))["MODELDEPLOY_METRICS_PORT"] == "0"
 
 
 def test_service_monitor_scrapes_the_metrics_port(chart: Any) -> None:
@@ -304,6 +298,7 @@ def test_existing_service_account(chart: Any) -> None:
         ({"watch": {"scope": "namespaces", "namespaces": ["Not_A_Namespace"]}}, "/watch/namespaces/0"),
         ({"replicas": 2}, "additional properties 'replicas' not allowed"),
         ({"leaderElection": {"renewDeadlineSeconds": 15}}, "renewDeadlineSeconds must be less than"),
+        ({"leaderElection": {"retryPeriodSeconds": 10}}, "retryPeriodSeconds x 1.2 must be less than"),
         ({"podDisruptionBudget": {"minAvailable": 2}}, "minAvailable must be less than replicaCount"),
         ({"image": {"digest": "latest"}}, "/image/digest"),
         ({"operator": {"logLevel": "verbose"}}, "/operator/logLevel"),
