@@ -29,6 +29,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def environ_without_ours() -> dict[str, str]:
+    """This process's environment less our MODELDEPLOY_* variables, for children configured explicitly:
+    a user's MODELDEPLOY_* settings (meant for their own operator or runtime) must not leak into them."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("MODELDEPLOY_")}
+
+
 def operator_argv(health_port: int, metrics_port: int, namespaces: Sequence[str] = (), *extra: str) -> list[str]:
     """`python -m modeldeploy_operator` on loopback ports, watching `namespaces` (all when empty)."""
     argv = [sys.executable, "-m", "modeldeploy_operator", "--bind-address", "127.0.0.1"]
@@ -101,11 +107,10 @@ def start_local_operator(
     Our own MODELDEPLOY_* variables are not inherited: the operator's configuration is `env` and the flags.
     """
     health_port, metrics_port = free_port(), free_port()
-    inherited = {key: value for key, value in os.environ.items() if not key.startswith("MODELDEPLOY_")}
     with log.open("wb") as sink:
         process = subprocess.Popen(
             operator_argv(health_port, metrics_port, namespaces, *extra_args),
-            env={**inherited, **(env or {}), "KUBECONFIG": str(kubeconfig)},
+            env={**environ_without_ours(), **(env or {}), "KUBECONFIG": str(kubeconfig)},
             stdout=sink,
             stderr=subprocess.STDOUT,
         )

@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -51,17 +51,21 @@ def is_running(record: ProcessRecord) -> bool:
     return stat is not None and stat[1] == record.start_ticks and stat[0] not in ("Z", "X")
 
 
-def start_process(name: str, argv: Sequence[str], log_path: Path, cwd: Path) -> ProcessRecord:
+def start_process(
+    name: str, argv: Sequence[str], log_path: Path, cwd: Path, env: Mapping[str, str] | None = None
+) -> ProcessRecord:
     """Start `argv` detached from our terminal in a new session (its own process group), logging to a file.
 
     Nothing of ours is inherited: stdin is /dev/null and stdout/stderr go to the log, so a caller that
-    captures our stdout (`eval "$(... up)"`) is not held open by the cluster's processes.
+    captures our stdout (`eval "$(... up)"`) is not held open by the cluster's processes. `env` replaces
+    our environment when given.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             list(argv),
             cwd=cwd,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -2,7 +2,6 @@
 the environment the Deployment carries, and the runtime's failures read back as the operator's reasons."""
 
 import hashlib
-import os
 import subprocess
 import sys
 import time
@@ -10,7 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from modeldeploy_devcluster.local_operator import free_port
+from modeldeploy_devcluster.local_operator import environ_without_ours, free_port
 from modeldeploy_operator.manifests import ModelDeployment, build_deployment
 from modeldeploy_operator.manifests.deployment import BuildOptions
 from modeldeploy_operator.reconcile.status import Failure, find_failure
@@ -35,7 +34,6 @@ def _model(tmp_path: Path) -> tuple[Path, str]:
 
 
 def _runtime(env: dict[str, str], tmp_path: Path, port: int, *command: str) -> subprocess.Popen[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MODELDEPLOY_")}
     local = {
         "MODELDEPLOY_HOST": "127.0.0.1",
         "MODELDEPLOY_PORT": str(port),
@@ -43,7 +41,7 @@ def _runtime(env: dict[str, str], tmp_path: Path, port: int, *command: str) -> s
     }
     return subprocess.Popen(
         [sys.executable, "-m", "modeldeploy_runtime", *command],
-        env={**clean, **env, **local},
+        env={**environ_without_ours(), **env, **local},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
