@@ -9,14 +9,13 @@ Simulated nodes run no containers, so the runtime the ModelDeployment describes 
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from pydantic import BaseModel
 
 from modeldeploy_devcluster.cluster import LocalCluster
 from modeldeploy_devcluster.connection import ClusterConnection
-from modeldeploy_devcluster.local_operator import free_port, operator_argv
+from modeldeploy_devcluster.local_operator import environ_without_ours, free_port, operator_argv
 from modeldeploy_devcluster.processes import ProcessRecord, is_running, log_tail, start_process, stop_processes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +34,6 @@ READY_TIMEOUT_SECONDS = 120
 
 class PlaygroundState(BaseModel):
     processes: list[ProcessRecord]
-    runtime_url: str
 
 
 def _say(message: str) -> None:
@@ -61,17 +59,26 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _start_operator(state_dir: Path, connection: ClusterConnection) -> ProcessRecord:
-    health, metrics = free_port(), free_port()
-    os.environ["KUBECONFIG"] = str(connection.kubeconfig)  # inherited by the operator process
-    argv = operator_argv(health, metrics)
-    record = start_process("operator", argv, state_dir / "logs" / "operator.log", cwd=REPO)
-    _wait("starting the operator", record, lambda: _answers(f"http://127.0.0.1:{health}/healthz"), 60)
-    _say(f"operator running (metrics at http://127.0.0.1:{metrics}/metrics)")
+def _spawn(
+    state_dir: Path, records: list[ProcessRecord], name: str, argv: list[str], env: Mapping[str, str]
+) -> ProcessRecord:
+    """Start a process and record it in playground.json at once, so `down` finds it even when `up` fails
+    (or is interrupted) while waiting for it."""
+    record = start_process(name, argv, state_dir / "logs" / f"{name}.log", cwd=REPO, env=env)
+    records.append(record)
+    (state_dir / "playground.json").write_text(PlaygroundState(processes=records).model_dump_json())
     return record
 
 
-def _start_runtime(state_dir: Path) -> tuple[ProcessRecord, str]:
+def _start_operator(state_dir: Path, records: list[ProcessRecord], connection: ClusterConnection) -> None:
+    health, metrics = free_port(), free_port()
+    env = {**environ_without_ours(), "KUBECONFIG": str(connection.kubeconfig)}
+    record = _spawn(state_dir, records, "operator", operator_argv(health, metrics), env)
+    _wait("starting the operator", record, lambda: _answers(f"http://127.0.0.1:{health}/healthz"), 60)
+    _say(f"operator running (metrics at http://127.0.0.1:{metrics}/metrics)")
+
+
+def _start_runtime(state_dir: Path, records: list[ProcessRecord]) -> str:
     model = state_dir / "models" / "iris-classifier.pt"
     if not model.exists():
         subprocess.run(
@@ -96,10 +103,10 @@ def _start_runtime(state_dir: Path) -> tuple[ProcessRecord, str]:
         "--termination-log",
         str(state_dir / "runtime.termination-log"),
     ]
-    record = start_process("runtime", argv, state_dir / "logs" / "runtime.log", cwd=REPO)
+    record = _spawn(state_dir, records, "runtime", argv, environ_without_ours())
     url = f"http://127.0.0.1:{port}"
     _wait("loading the model", record, lambda: _answers(f"{url}/v2/health/ready"), 120)
-    return record, url
+    return url
 
 
 def _infer(url: str) -> tuple[str, dict[str, Any]]:
@@ -124,7 +131,7 @@ def up(state_dir: Path, once: bool) -> None:
     try:
         connection.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
         connection.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.serving.modeldeploy.dev")
-        records.append(_start_operator(state_dir, connection))
+        _start_operator(state_dir, records, connection)
         connection.kubectl("create", "namespace", SAMPLE_NAMESPACE, check=False)
         connection.kubectl("apply", "-f", str(SAMPLE))
         _say(f"applied {SAMPLE.relative_to(REPO)}; waiting for Ready")
@@ -138,11 +145,7 @@ def up(state_dir: Path, once: bool) -> None:
             timeout=READY_TIMEOUT_SECONDS + 10,
         )
         print(connection.kubectl("get", "md,deployment,service,pods", "-n", SAMPLE_NAMESPACE, "-o", "wide").stdout)
-        runtime, url = _start_runtime(state_dir)
-        records.append(runtime)
-        (state_dir / "playground.json").write_text(
-            PlaygroundState(processes=records, runtime_url=url).model_dump_json()
-        )
+        url = _start_runtime(state_dir, records)
         payload, answer = _infer(url)
         print(f"inference through the real runtime ({url}):\n  request:  {payload}\n  response: {json.dumps(answer)}")
         print(_next_steps(connection, url))
