@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import yaml
 from lightkube import ApiError, Client
 from lightkube.codecs import from_dict
@@ -264,7 +264,7 @@ class LocalCluster:
                 all_running_and_condition,
                 what,
                 timeout=READY_TIMEOUT_SECONDS,
-                ignore=(httpx.HTTPError, ApiError, OSError),
+                ignore=(httpx2.HTTPError, ApiError, OSError),
             )
         except TimeoutError as error:
             raise ClusterStartError(f"{error}; logs in {self.paths.logs}") from None
@@ -275,18 +275,18 @@ class LocalCluster:
         return context
 
     def _healthz(self, port: int, path: str = "/healthz") -> bool:
-        response = httpx.get(f"https://{LOOPBACK}:{port}{path}", verify=self._tls_context(), timeout=5.0)
+        response = httpx2.get(f"https://{LOOPBACK}:{port}{path}", verify=self._tls_context(), timeout=5.0)
         return response.status_code == 200 and response.text.strip() == "ok"
 
     def _apiserver_ready(self, ports: Ports) -> bool:
         try:
             return self._healthz(ports.apiserver, "/readyz")
-        except (httpx.HTTPError, OSError):
+        except (httpx2.HTTPError, OSError):
             return False
 
     @staticmethod
     def _etcd_healthy(ports: Ports) -> bool:
-        response = httpx.get(f"http://{LOOPBACK}:{ports.etcd_client}/health", timeout=5.0)
+        response = httpx2.get(f"http://{LOOPBACK}:{ports.etcd_client}/health", timeout=5.0)
         if response.status_code != 200:
             return False
         health: dict[str, Any] = response.json()
