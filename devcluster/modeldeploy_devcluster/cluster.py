@@ -74,18 +74,9 @@ def _stderr(message: str) -> None:
 class LocalCluster:
     """One local control plane with simulated nodes, kept in `state_dir`."""
 
-    def __init__(
-        self,
-        state_dir: Path,
-        config: ClusterConfig | None = None,
-        *,
-        bin_dir: Path | None = None,
-        log: Callable[[str], None] = _stderr,
-    ) -> None:
+    def __init__(self, state_dir: Path, config: ClusterConfig | None = None) -> None:
         self.paths = ClusterPaths(state_dir.resolve())
         self.config = config or ClusterConfig()
-        self._bin_dir = bin_dir
-        self._log = log
 
     # -- finding a cluster again -------------------------------------------------------------------
 
@@ -120,7 +111,7 @@ class LocalCluster:
         if connection is not None:
             return connection, True
         if self.load_state() is not None or (self.paths.state_dir / OWNER_MARKER).exists():
-            self._log(f"removing the remains of a cluster that is no longer running in {self.paths.state_dir}")
+            _stderr(f"removing the remains of a cluster that is no longer running in {self.paths.state_dir}")
             self.down()
         return self.start(), False
 
@@ -132,7 +123,7 @@ class LocalCluster:
         # Clients first, etcd last: the reverse of the start order.
         killed = stop_processes(records[::-1])
         if killed:
-            self._log(f"needed SIGKILL: {', '.join(killed)}")
+            _stderr(f"needed SIGKILL: {', '.join(killed)}")
         if (self.paths.state_dir / OWNER_MARKER).exists():
             shutil.rmtree(self.paths.state_dir)
         return stopped
@@ -142,7 +133,7 @@ class LocalCluster:
         state_dir = self.paths.state_dir
         if state_dir.exists() and any(state_dir.iterdir()):
             raise ClusterStartError(f"state directory {state_dir} is not empty; run `down` on it first")
-        bin_dir = self._bin_dir or ensure_binaries()
+        bin_dir = ensure_binaries()
         state_dir.mkdir(parents=True, exist_ok=True)
         (state_dir / OWNER_MARKER).touch()
         started = time.monotonic()
@@ -152,9 +143,9 @@ class LocalCluster:
             state = self._start_control_plane(state)
         except BaseException:
             stop_processes((self.load_state() or state).processes[::-1])
-            self._log(f"start failed; logs kept in {self.paths.logs} (`down` removes them)")
+            _stderr(f"start failed; logs kept in {self.paths.logs} (`down` removes them)")
             raise
-        self._log(f"cluster ready in {time.monotonic() - started:.1f}s at https://{LOOPBACK}:{state.ports.apiserver}")
+        _stderr(f"cluster ready in {time.monotonic() - started:.1f}s at https://{LOOPBACK}:{state.ports.apiserver}")
         return self._connection(bin_dir)
 
     # -- the steps of start ------------------------------------------------------------------------
@@ -208,7 +199,7 @@ class LocalCluster:
         temporary.replace(self.paths.state_file)
 
     def _spawn(self, state: ClusterState, name: str, argv: list[str]) -> ClusterState:
-        self._log(f"starting {name}")
+        _stderr(f"starting {name}")
         record = start_process(name, argv, self.paths.logs / f"{name}.log", cwd=self.paths.state_dir)
         state = state.model_copy(update={"processes": [*state.processes, record]})
         self._save(state)
