@@ -179,9 +179,9 @@ def runtime_options(model: str, device: DeviceChoice, floor: list[FloorResult]) 
 
     - The tiny MLP is overhead-bound: batching always pays, and its matmuls are too small for intra-op
       threads, so one core computes (one thread) while the other serves HTTP.
-    - A CNN on a CPU gains little from big batches, and one batch spread over both cores waits at every
-      operator's barrier whenever the event loop takes a core to decode a request. Two workers of one thread
-      each, with batches of 4, measured here at 23 items/s against 18-21 for one two-thread worker at its best
+    - A CNN on a CPU gains little from big batches, and one batch spread over all cores waits at every
+      operator's barrier whenever the event loop takes a core to decode a request. One worker of one thread per
+      core, with batches of 4: on 2 cores, 23 items/s against 18-21 for one two-thread worker at its best
       batch, and they stay fast while requests are decoded.
     - On a GPU batching pays: the floor's best batch, one worker.
     """
@@ -205,10 +205,10 @@ def runtime_command(model: str, path: Path, port: int, device: str, options: Run
     return command + (["--torch-threads", str(options.torch_threads)] if options.torch_threads else [])
 
 
-def kserve_command(model: str, path: Path, port: int, threads: int | None) -> list[str]:
+def kserve_command(model: str, path: Path, port: int, device: str, threads: int | None) -> list[str]:
     command = [
         str(KSERVE_PYTHON), str(Path(__file__).parent / "kserve_model_server.py"), "--model_name", model,
-        "--model_path", str(path), "--http_port", str(port), "--enable_grpc", "false",
+        "--model_path", str(path), "--http_port", str(port), "--device", device, "--enable_grpc", "false",
         "--enable_latency_logging", "false",
     ]  # fmt: skip
     return command + (["--torch_threads", str(threads)] if threads else [])
@@ -345,7 +345,7 @@ def main() -> None:
                     runtime_command(model, path, port, device.value, options)
                     if name == "modeldeploy"
                     # KServe keeps torch's default threads except on the MLP, where one thread helps it too.
-                    else kserve_command(model, path, port, 1 if model == "tiny_mlp" else None)
+                    else kserve_command(model, path, port, device.value, 1 if model == "tiny_mlp" else None)
                 )
                 server = Server(command, port, model, directory / f"{name}-{model}.log")
                 try:

@@ -34,9 +34,9 @@ uvicorn.Config.__init__ = _loopback_without_access_log  # type: ignore[method-as
 
 
 class TorchModel(kserve.Model):
-    def __init__(self, name: str, path: Path) -> None:
+    def __init__(self, name: str, path: Path, device: DeviceChoice) -> None:
         super().__init__(name)
-        self.servable = load_model(name, path, None, DeviceChoice.CPU, DtypeChoice.FLOAT32)
+        self.servable = load_model(name, path, None, device, DtypeChoice.FLOAT32)
         self.ready = True
 
     async def predict(
@@ -61,7 +61,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(parents=[kserve.model_server.parser])
     parser.add_argument("--model_path", type=Path, required=True)
     parser.add_argument("--torch_threads", type=int, default=None)
+    parser.add_argument("--device", type=DeviceChoice, default=DeviceChoice.CPU)
     arguments, _ = parser.parse_known_args()
     if arguments.torch_threads:
         torch.set_num_threads(arguments.torch_threads)
-    kserve.ModelServer().start([TorchModel(arguments.model_name, arguments.model_path)])
+    kserve.ModelServer().start([TorchModel(arguments.model_name, arguments.model_path, arguments.device)])

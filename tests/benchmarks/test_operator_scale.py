@@ -143,11 +143,18 @@ def test_deployment_ready_needs_the_rollout_of_the_current_generation() -> None:
     ready = {
         "metadata": {"generation": 2},
         "spec": {"replicas": 1},
-        "status": {"observedGeneration": 2, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1},
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 1,
+            "updatedReplicas": 1,
+            "readyReplicas": 1,
+            "availableReplicas": 1,
+        },
     }
     assert bench.deployment_ready(ready)
     assert not bench.deployment_ready({**ready, "status": {**ready["status"], "observedGeneration": 1}})
     assert not bench.deployment_ready({**ready, "status": {**ready["status"], "availableReplicas": 0}})
+    assert not bench.deployment_ready({**ready, "status": {**ready["status"], "replicas": 2}}), "an old pod remains"
 
 
 def test_a_goal_is_reached_when_every_object_of_every_kind_is() -> None:

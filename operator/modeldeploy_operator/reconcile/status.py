@@ -58,7 +58,7 @@ def compute_status(observed: Observed, previous: Mapping[str, Any], now: datetim
     updated = int(dep_status.get("updatedReplicas") or 0)
     replicas = int(dep_status.get("replicas") or 0)
     failure = observed.spec_error or find_failure(deployment, observed.pods)
-    rolled_out = _rollout_complete(deployment, observed.desired_replicas) and observed.children_current
+    rolled_out = rollout_complete(deployment, observed.desired_replicas) and observed.children_current
 
     if observed.spec_error is not None:
         progressing = ("False", observed.spec_error.reason, observed.spec_error.message)
@@ -123,7 +123,8 @@ def _observed_generation(observed: Observed, previous: Mapping[str, Any]) -> int
     return int(previous_generation) if previous_generation is not None else None
 
 
-def _rollout_complete(deployment: Mapping[str, Any], desired: int) -> bool:
+def rollout_complete(deployment: Mapping[str, Any], desired: int) -> bool:
+    """Every replica runs the Deployment's current spec and is available (what `kubectl rollout status` waits for)."""
     if not deployment:
         return False
     status = deployment.get("status") or {}
