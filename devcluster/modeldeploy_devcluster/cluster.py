@@ -41,7 +41,7 @@ from .config import ClusterConfig
 from .connection import ClusterConnection
 from .kubeconfig import client_cert_kubeconfig, write_kubeconfig
 from .nodes import node_manifests
-from .pki import CertificateAuthority, ServiceAccountSigningKey
+from .pki import CertificateAuthority, ServiceAccountSigningKey, write_private
 from .processes import ProcessRecord, is_running, log_tail, start_process, stop_processes
 from .waiting import wait_until
 
@@ -166,7 +166,7 @@ class LocalCluster:
         front_proxy_ca.key_pair.write(paths.pki, "front-proxy-ca")
         front_proxy_ca.issue_client(FRONT_PROXY_CLIENT).write(paths.pki, FRONT_PROXY_CLIENT)
         signing_key = ServiceAccountSigningKey.generate()
-        paths.pem("service-account", "key").write_bytes(signing_key.private_pem)
+        write_private(paths.pem("service-account", "key"), signing_key.private_pem)
         paths.pem("service-account", "pub").write_bytes(signing_key.public_pem)
 
         server = f"https://{LOOPBACK}:{ports.apiserver}"

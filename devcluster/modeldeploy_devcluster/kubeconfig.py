@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from .pki import write_private
+
 CLUSTER_NAME = "modeldeploy-devcluster"
 
 
@@ -43,6 +45,5 @@ def token_kubeconfig(server: str, ca_pem: bytes, user_name: str, token: str) -> 
 def write_kubeconfig(path: Path, kubeconfig: dict[str, Any]) -> Path:
     """Write a kubeconfig readable by its owner only: it holds credentials."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(yaml.safe_dump(kubeconfig, sort_keys=False))
+    write_private(path, yaml.safe_dump(kubeconfig, sort_keys=False).encode())
     return path

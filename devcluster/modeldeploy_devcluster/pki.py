@@ -21,6 +21,16 @@ CERTIFICATE_LIFETIME = datetime.timedelta(days=365)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file readable by its owner only (keys, kubeconfigs with credentials).
+
+    The file is created 0600 before anything is written, so the secret is never readable by others
+    for a moment, whatever the umask.
+    """
+    path.touch(mode=0o600)
+    path.write_bytes(data)
+
+
 @dataclass(frozen=True)
 class KeyPair:
     """A PEM certificate and its PEM private key."""
@@ -28,14 +38,10 @@ class KeyPair:
     cert_pem: bytes
     key_pem: bytes
 
-    def write(self, directory: Path, stem: str) -> tuple[Path, Path]:
-        """Write `<stem>.crt` and `<stem>.key` (owner-only) and return their paths."""
-        cert_path = directory / f"{stem}.crt"
-        key_path = directory / f"{stem}.key"
-        cert_path.write_bytes(self.cert_pem)
-        key_path.touch(mode=0o600)
-        key_path.write_bytes(self.key_pem)
-        return cert_path, key_path
+    def write(self, directory: Path, stem: str) -> None:
+        """Write `<stem>.crt` and `<stem>.key` (owner-only)."""
+        (directory / f"{stem}.crt").write_bytes(self.cert_pem)
+        write_private(directory / f"{stem}.key", self.key_pem)
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:

@@ -1,13 +1,16 @@
 """The cluster's certificates: who signed them, whom they name, where they are valid."""
 
 import ipaddress
+import os
+import stat
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from modeldeploy_devcluster.components import APISERVER_HOSTS
-from modeldeploy_devcluster.pki import CertificateAuthority, ServiceAccountSigningKey
+from modeldeploy_devcluster.pki import CertificateAuthority, ServiceAccountSigningKey, write_private
 
 
 def test_serving_certificate_is_signed_by_the_ca_and_valid_for_loopback_and_service_names() -> None:
@@ -46,3 +49,15 @@ def test_service_account_key_pair_is_pem() -> None:
     key = ServiceAccountSigningKey.generate()
     assert key.private_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
     assert key.public_pem.startswith(b"-----BEGIN PUBLIC KEY-----")
+
+
+def test_private_files_are_owner_only_where_the_umask_would_make_them_readable(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        write_private(tmp_path / "secret.key", b"secret")
+        CertificateAuthority().key_pair.write(tmp_path, "ca")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "secret.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "ca.key").stat().st_mode) == 0o600
+    assert (tmp_path / "secret.key").read_bytes() == b"secret"
