@@ -17,8 +17,8 @@ LABEL_VALUE_PATTERN = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
 class ClusterConfig(BaseModel):
     """Shape of the simulated fleet and the knobs scale tests need.
 
-    The rate limits default to None, meaning "what a real cluster runs" (kube-controller-manager and
-    kube-scheduler: 20 QPS, burst 30); scale tests raise them explicitly and say so.
+    The rate limits default to None, meaning "what a real cluster runs" (kube-controller-manager: 20 QPS,
+    burst 30; kube-scheduler: 50 QPS, burst 100); scale tests raise them explicitly and say so.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
