@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).parents[2]
 
 
+@pytest.mark.cluster
 def test_playground_serves_the_sample_and_cleans_up(tmp_path: Path) -> None:
     state = tmp_path / "playground"
     result = subprocess.run(
