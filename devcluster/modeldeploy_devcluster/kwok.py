@@ -275,7 +275,8 @@ phase: Running
 """
 )
 
-_NODE_READY_KEY = '.status.conditions.[] | select( .type == "Ready" ) | .status'
+# Nodes and pods name their Ready condition alike, so their stages select on the same key.
+_READY_CONDITION_KEY = '.status.conditions.[] | select( .type == "Ready" ) | .status'
 
 
 def _stage(
@@ -309,7 +310,7 @@ def stages() -> list[dict[str, Any]]:
         _stage(
             "node-initialize",
             "Node",
-            [{"key": _NODE_READY_KEY, "operator": "NotIn", "values": ["True"]}],
+            [{"key": _READY_CONDITION_KEY, "operator": "NotIn", "values": ["True"]}],
             {"statusTemplate": _NODE_INITIALIZE_TEMPLATE},
         ),
         _stage(
@@ -317,7 +318,7 @@ def stages() -> list[dict[str, Any]]:
             "Node",
             [
                 {"key": ".status.phase", "operator": "In", "values": ["Running"]},
-                {"key": _NODE_READY_KEY, "operator": "In", "values": ["True"]},
+                {"key": _READY_CONDITION_KEY, "operator": "In", "values": ["True"]},
             ],
             # With node leases the status heartbeat is rare (10-20 min), as a kubelet's is.
             {"statusTemplate": _NODE_CONDITIONS},
@@ -330,11 +331,7 @@ def stages() -> list[dict[str, Any]]:
                 _NOT_DELETED,
                 _NOT_SIMULATED,
                 {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
-                {
-                    "key": '.status.conditions.[] | select( .type == "Ready" ) | .status',
-                    "operator": "NotIn",
-                    "values": ["True"],
-                },
+                {"key": _READY_CONDITION_KEY, "operator": "NotIn", "values": ["True"]},
             ],
             {"statusTemplate": _POD_READY_TEMPLATE},
         ),
