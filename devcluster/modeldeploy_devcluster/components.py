@@ -161,8 +161,9 @@ def _rate_limit_flags(qps: float | None, burst: int | None) -> list[str]:
     return flags
 
 
-def _delegated_auth_flags(kubeconfig: Path, component: str, paths: ClusterPaths, port: int) -> list[str]:
+def _delegated_auth_flags(component: str, paths: ClusterPaths, port: int) -> list[str]:
     """Serving and client flags shared by kube-controller-manager and kube-scheduler."""
+    kubeconfig = paths.component_kubeconfig(component)
     return [
         f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
@@ -180,7 +181,7 @@ def controller_manager_argv(bin_dir: Path, paths: ClusterPaths, ports: Ports, co
     component = "kube-controller-manager"
     return [
         str(bin_dir / component),
-        *_delegated_auth_flags(paths.component_kubeconfig(component), component, paths, ports.controller_manager),
+        *_delegated_auth_flags(component, paths, ports.controller_manager),
         # Each controller acts with its own service account's token: RBAC applies to them as in a real
         # cluster, and the token machinery is exercised from the first second.
         "--use-service-account-credentials=true",
@@ -197,7 +198,7 @@ def scheduler_argv(bin_dir: Path, paths: ClusterPaths, ports: Ports, config: Clu
     component = "kube-scheduler"
     return [
         str(bin_dir / component),
-        *_delegated_auth_flags(paths.component_kubeconfig(component), component, paths, ports.scheduler),
+        *_delegated_auth_flags(component, paths, ports.scheduler),
         *_rate_limit_flags(config.scheduler_qps, config.scheduler_burst),
     ]
 
