@@ -36,8 +36,6 @@ log() { echo "build-binaries: $*" >&2; }
 # Go 1.27+ turns on the jsonv2 experiment, which breaks the apiserver's OpenAPI output.
 export GOEXPERIMENT="${GOEXPERIMENT:-nojsonv2}"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
-# Two cores are all we have: one package at a time per core.
-export GOMAXPROCS="${GOMAXPROCS:-$(nproc)}"
 
 build_kubernetes() {
   local mod="$work/kubernetes"
