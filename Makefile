@@ -45,7 +45,7 @@ lint: venv ## ruff and mypy
 	$(VENV)/bin/mypy operator/modeldeploy_operator runtime/modeldeploy_runtime devcluster/modeldeploy_devcluster
 
 .PHONY: test
-test: venv binaries ## The whole suite: lint, unit, runtime, control-plane integration
+test: venv binaries ## The whole suite: lint, unit, runtime, control-plane integration, chart, benchmarks' quick checks, end to end
 	$(MAKE) lint
 	$(VENV)/bin/pytest -q
 
