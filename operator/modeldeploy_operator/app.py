@@ -8,9 +8,10 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from modeldeploy_operator import leader
+from modeldeploy_operator import leader, metrics
 from modeldeploy_operator.api.v1alpha1 import GROUP
 from modeldeploy_operator.kube import KubeApi, default_client
+from modeldeploy_operator.manifests.labels import FIELD_MANAGER
 from modeldeploy_operator.reconcile import handlers
 from modeldeploy_operator.reconcile.reconciler import Reconciler
 from modeldeploy_operator.settings import OperatorSettings
@@ -50,13 +51,14 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     )
     # Only our own meaningful events reach users; kopf's per-handler chatter does not.
     kopf_settings.posting.level = logging.WARNING
+    kopf_settings.posting.reporting_component = FIELD_MANAGER
     kopf_settings.watching.server_timeout = settings.watch_server_timeout_seconds
     kopf_settings.watching.client_timeout = settings.watch_client_timeout_seconds
     kopf_settings.watching.connect_timeout = 30
     kopf_settings.networking.request_timeout = 60
     kopf_settings.networking.error_backoffs = [1, 2, 5, 10, 30]
-    # Bounded retries of unexpected errors instead of kopf's endless default.
     kopf_settings.execution.max_workers = 20
+    # kopf's own (not our handlers') errors back off to at most 60 s, not kopf's 610 s.
     kopf_settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
     # kopf runs one worker per object with events, unbounded by default: a thousand ModelDeployments created at once
     # meant thousands of workers, each holding its object's queued events: 278 MB at the peak, over 500 MB when
@@ -65,7 +67,6 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     # the waiting objects in.
     kopf_settings.queueing.worker_limit = settings.max_objects_in_flight
     kopf_settings.queueing.idle_timeout = 0.5
-    kopf_settings.peering.standalone = True
     # kopf's restricted mode: API discovery once at start, no watching of CRDs and namespaces, so the operator
     # needs no permission on those cluster-scoped kinds (the chart installs the CRD before the operator starts).
     kopf_settings.scanning.disabled = True
@@ -94,4 +95,8 @@ def run(settings: OperatorSettings) -> None:
         liveness_endpoint=f"http://{settings.bind_address}:{settings.health_port}/healthz",
         standalone=True,
     )
-    asyncio.run(leader.run_elected(settings, operate) if settings.leader_election else operate())
+    if settings.leader_election:
+        asyncio.run(leader.run_elected(settings, operate))
+    else:
+        metrics.LEADER.set(1)  # the only replica: it always reconciles
+        asyncio.run(operate())

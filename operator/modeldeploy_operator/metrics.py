@@ -27,5 +27,6 @@ TIME_TO_READY = Histogram(
 )
 LEADER = Gauge(
     "modeldeploy_leader_election_leader",
-    "1 while this replica holds the leader Lease and reconciles, 0 while it waits as a standby.",
+    "1 while this replica reconciles (it holds the leader Lease, or leader election is off), 0 while it waits as "
+    "a standby.",
 )

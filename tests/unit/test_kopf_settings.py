@@ -13,6 +13,7 @@ def test_kopf_follows_our_settings_and_keeps_its_bookkeeping_under_our_domain() 
     assert kopf_settings.watching.server_timeout == 120
     assert kopf_settings.persistence.finalizer == "serving.modeldeploy.dev/finalizer"
     assert kopf_settings.posting.level > logging.INFO  # kopf's per-handler INFO chatter is not posted as events
+    assert kopf_settings.posting.reporting_component == "modeldeploy-operator"
     assert kopf_settings.scanning.disabled
 
 

@@ -125,9 +125,7 @@ def register(
     @kopf.on.event("apps", "v1", "deployments", labels=OWNED, registry=registry, id="deployment_changed")
     @kopf.on.event("v1", "services", labels=OWNED, registry=registry, id="service_changed")
     @kopf.on.event("v1", "pods", labels=OWNED, registry=registry, id="pod_changed")
-    async def child_changed(
-        *, type: str, namespace: str | None, body: kopf.Body, logger: kopf.Logger, **kwargs: Any
-    ) -> None:
+    async def child_changed(*, type: str, namespace: str | None, body: kopf.Body, **kwargs: Any) -> None:
         ref = _controller_ref(body)
         if type == "DELETED" and ref is not None:
             reconciler.forget(str(ref["uid"]), body.get("kind"))
@@ -138,7 +136,8 @@ def register(
         try:
             await reconciler.reconcile(owner, children_of(key, kwargs), trigger="child")
         except (kopf.PermanentError, kopf.TemporaryError) as error:
-            # Event handlers are not retried; the owner's own handler retries, and the next event re-checks.
+            # Event handlers are not retried; the owner's own handler retries, and the next event re-checks. The
+            # module's logger, not kopf's: kopf's would post every such warning as an Event on the child.
             logger.warning("reconcile of %s/%s after a child's event failed: %s", *key, error)
 
     @kopf.on.startup(registry=registry)
