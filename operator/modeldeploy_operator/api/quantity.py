@@ -25,10 +25,6 @@ _DECIMAL = {
 }
 
 
-def is_quantity(value: object) -> bool:
-    return isinstance(value, int | float) or (isinstance(value, str) and bool(_QUANTITY_RE.match(value)))
-
-
 def parse_quantity(value: str | int | float) -> Decimal:
     """The exact value of a quantity: '1.5Gi', '500m' and '0.5' parse to the numbers they mean."""
     if isinstance(value, int | float):

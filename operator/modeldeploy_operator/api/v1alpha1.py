@@ -222,7 +222,9 @@ class RuntimeSpec(_Model):
         description="CPU and memory requests and limits for the runtime container.",
     )
     max_batch_size: Annotated[int, Field(ge=1, le=1024)] = Field(
-        default=32, description="Most requests the dynamic batcher runs in one forward pass, 1 to 1024."
+        default=32,
+        description="Most rows (items along the first dimension) the dynamic batcher runs in one forward pass, "
+        "1 to 1024; a single request with more rows is refused with 400.",
     )
     max_batch_delay_ms: Annotated[int, Field(ge=0, le=10000)] = Field(
         default=5,
@@ -343,9 +345,6 @@ class ModelDeploymentSpec(_Model):
     )
 
 
-ConditionType = Literal["Ready", "Progressing", "Degraded"]
-
-
 class Condition(_Model):
     """A condition, following the Kubernetes (metav1.Condition) and kstatus conventions."""
 
@@ -361,8 +360,8 @@ class LastFailure(_Model):
     """The last thing that went wrong."""
 
     reason: str = Field(
-        description="Unschedulable, ImagePullBackOff, CrashLoopBackOff, ModelLoadFailed, FetchFailed, "
-        "ChecksumMismatch, ProgressDeadlineExceeded, InvalidSpec or ApplyFailed."
+        description="Unschedulable, ImagePullBackOff, CreateContainerConfigError, CrashLoopBackOff, ModelLoadFailed, "
+        "FetchFailed, ChecksumMismatch, ReplicaFailure, ProgressDeadlineExceeded, InvalidSpec or ApplyFailed."
     )
     message: str = Field(description="Why, with what to do about it.")
     time: datetime = Field(description="When it was seen.")

@@ -14,7 +14,7 @@ from modeldeploy_operator.manifests.service import RUNTIME_PORT_NAME
 RUNTIME_CONTAINER = "runtime"
 FETCH_CONTAINER = "fetch-model"
 RUNTIME_PORT = 8080
-RUNTIME_UID = 1000
+RUNTIME_UID = 65532  # the runtime image's own user
 LIVE_PATH = "/v2/health/live"
 READY_PATH = "/v2/health/ready"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"

@@ -11,7 +11,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MODEL_LABEL = f"{GROUP}/model"
 
 RUNTIME_APP_NAME = "modeldeploy-runtime"
-# Bumped only when the builders' output changes in a way that must reach existing children.
+# The applied manifest's own hash (drift.stamp): a spec change shows as a different value.
 SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
 
 
