@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from modeldeploy_operator.settings import OperatorSettings
 
 
-def _parse_args(argv: list[str] | None) -> dict[str, object]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modeldeploy-operator",
         description="Reconciles ModelDeployments into GPU-scheduled model services. "
@@ -24,7 +24,7 @@ def _parse_args(argv: list[str] | None) -> dict[str, object]:
     )
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
     parser.add_argument("--runtime-image", help="runtime image for ModelDeployments that set none")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--log-format", choices=["text", "json"])
     parser.add_argument("--health-port", type=int, help="port of the /healthz liveness endpoint")
     parser.add_argument("--metrics-port", type=int, help="port of /metrics (0: off)")
@@ -38,7 +38,11 @@ def _parse_args(argv: list[str] | None) -> dict[str, object]:
     )
     parser.add_argument("--leader-election-namespace", help="namespace of the Lease (default: the pod's own)")
     parser.add_argument("--leader-election-lease-name", help="name of the Lease (default: modeldeploy-operator)")
-    args = vars(parser.parse_args(argv))
+    return parser
+
+
+def _parse_args(argv: list[str] | None) -> dict[str, object]:
+    args = vars(build_parser().parse_args(argv))
     if args.pop("all_namespaces"):
         args["namespaces"] = []
     return {key: value for key, value in args.items() if value is not None}

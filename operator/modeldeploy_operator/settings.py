@@ -24,16 +24,27 @@ class OperatorSettings(BaseSettings):
         default_factory=list,
         description="Namespaces to watch, comma-separated; empty watches all namespaces.",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="DEBUG, INFO, WARNING or ERROR (any case)."
+    )
+    log_format: Literal["text", "json"] = Field(default="text", description="text, or json: one object per line.")
     health_port: int = Field(default=8080, ge=1, le=65535, description="Port of the /healthz liveness endpoint.")
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics; 0 turns it off.")
     bind_address: str = Field(default="0.0.0.0", description="Address the health and metrics endpoints bind.")
     # A watch can die silently (kopf#585, #1120): the server closes it after this long and kopf reconnects.
-    watch_server_timeout_seconds: int = Field(default=300, ge=10, le=3600)
-    watch_client_timeout_seconds: int = Field(default=330, ge=15, le=3900)
-    # How long a spec change is retried through transient API errors; the resync keeps trying after that.
-    handler_timeout_seconds: int = Field(default=600, ge=5, le=3600)
+    watch_server_timeout_seconds: int = Field(
+        default=300, ge=10, le=3600, description="The apiserver ends each watch after this long; kopf reconnects."
+    )
+    watch_client_timeout_seconds: int = Field(
+        default=330, ge=15, le=3900, description="A watch silent this long is dropped and reconnected."
+    )
+    handler_timeout_seconds: int = Field(
+        default=600,
+        ge=5,
+        le=3600,
+        description="How long a spec change is retried through transient API errors; the resync keeps trying "
+        "after that.",
+    )
     resync_period_seconds: int = Field(
         default=300,
         ge=5,
