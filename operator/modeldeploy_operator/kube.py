@@ -77,7 +77,7 @@ class KubeApi:
 
     async def post_event(self, owner: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         metadata = owner["metadata"]
-        now = datetime.now(UTC)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -95,8 +95,8 @@ class KubeApi:
             "source": {"component": FIELD_MANAGER},
             "reportingComponent": FIELD_MANAGER,
             "reportingInstance": FIELD_MANAGER,
-            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
             "count": 1,
         }
         await self._write(lambda client: client.create(Event.from_dict(event)))

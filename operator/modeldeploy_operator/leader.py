@@ -32,12 +32,12 @@ from typing import Any, NoReturn
 import httpx2
 from aiohttp import web
 from lightkube import ApiError, AsyncClient
-from lightkube.config.kubeconfig import KubeConfig
 from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
 from modeldeploy_operator import metrics
+from modeldeploy_operator.kube import default_client
 from modeldeploy_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ async def _serve_standby_health(host: str, port: int) -> web.AppRunner:
 
 async def run_elected(settings: OperatorSettings, operate: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run `operate()` (kopf) only while this process leads; exit the process if leadership is lost."""
-    client = AsyncClient(config=KubeConfig.from_env())
+    client = default_client()
     elector = LeaderElector(client, settings, default_identity())
     metrics.LEADER.set(0)
     health = await _serve_standby_health(settings.bind_address, settings.health_port)

@@ -5,13 +5,13 @@ Each test's operator watches only the test's namespace, so tests (and the chart'
 
 import json
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from modeldeploy_devcluster.local_operator import LocalOperator, start_local_operator
+from modeldeploy_devcluster.testing import wait_until
 
 REPO = Path(__file__).parents[2]
 CRD = REPO / "crds" / "modeldeployments.serving.modeldeploy.dev.yaml"
@@ -69,14 +69,7 @@ class Kube:
         return self.cluster.kubectl(*args, "-n", self.namespace, check=check)
 
     def wait_for(self, what: str, predicate: Callable[[], Any], timeout: float = WAIT_SECONDS) -> Any:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
-            time.sleep(0.5)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        return wait_until(predicate, what, timeout=timeout)
 
     def condition(self, name: str, kind: str) -> dict[str, Any] | None:
         md = self.get("md", name) or {}

@@ -71,6 +71,15 @@ def _only(store: Any) -> dict[str, Any] | None:
     return next(iter(store), None) if store is not None else None
 
 
+def children_of(key: Key, indexes: Mapping[str, Any]) -> Children:
+    return Children(
+        deployment=_only(indexes["owned_deployments"].get(key)),
+        service=_only(indexes["owned_services"].get(key)),
+        pods=list(indexes["owned_pods"].get(key) or []),
+        deployment_autoscaled=key in indexes["autoscaled_deployments"],
+    )
+
+
 def register(
     registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_timeout: float, resync_period: float
 ) -> None:
@@ -99,14 +108,6 @@ def register(
         if target.get("kind") == "Deployment" and str(target.get("apiVersion", "")).startswith("apps/"):
             return {(namespace or "", target["name"]): True}
         return None
-
-    def children_of(key: Key, indexes: Mapping[str, Any]) -> Children:
-        return Children(
-            deployment=_only(indexes["owned_deployments"].get(key)),
-            service=_only(indexes["owned_services"].get(key)),
-            pods=list(indexes["owned_pods"].get(key) or []),
-            deployment_autoscaled=key in indexes["autoscaled_deployments"],
-        )
 
     bounds: dict[str, Any] = {"registry": registry, "timeout": handler_timeout, "backoff": RETRY_BACKOFF_SECONDS}
 
@@ -144,7 +145,7 @@ def register(
     async def start_resync(*, memo: kopf.Memo, **kwargs: Any) -> None:
         # Startup handlers get the (still empty) index objects; the resync reads them as they fill.
         indexes = {name: kwargs[name] for name in INDEXES}
-        memo["resync"] = asyncio.create_task(resync_forever(reconciler, indexes, children_of, resync_period))
+        memo["resync"] = asyncio.create_task(resync_forever(reconciler, indexes, resync_period))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_resync(*, memo: kopf.Memo, **_: Any) -> None:
@@ -155,7 +156,7 @@ def register(
                 await task
 
 
-async def resync_forever(reconciler: Reconciler, indexes: Mapping[str, Any], children_of: Any, period: float) -> None:
+async def resync_forever(reconciler: Reconciler, indexes: Mapping[str, Any], period: float) -> None:
     while True:
         await asyncio.sleep(period)
         for key, store in list(indexes["modeldeployments"].items()):
