@@ -58,10 +58,10 @@ def _snapshot(body: kopf.Body) -> dict[str, Any]:
 def _pod_snapshot(body: kopf.Body) -> dict[str, Any]:
     """Of a pod, only what the status is computed from: pods are the most numerous objects we watch."""
     metadata, status = body.get("metadata", {}), body.get("status", {})
-    kept_status = ("phase", "conditions", "containerStatuses", "initContainerStatuses")
+    kept_status = ("conditions", "containerStatuses", "initContainerStatuses")
     return copy.deepcopy(
         {
-            "metadata": {k: metadata[k] for k in ("name", "labels", "deletionTimestamp") if k in metadata},
+            "metadata": {k: metadata[k] for k in ("name", "deletionTimestamp") if k in metadata},
             "status": {k: status[k] for k in kept_status if k in status},
         }
     )
