@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class ServingError(Exception):
     """Base of every error a client can cause or observe; `message` is safe to send to the client."""
@@ -51,14 +53,33 @@ class InferenceFailed(ServingError):
     """The model raised while running a batch."""
 
 
-class ModelLoadError(Exception):
+class FatalError(Exception):
+    """A failure that can end the process; the operator tells them apart by exit code and termination message.
+
+    Both are a contract with the operator (reconcile/status.py) and are listed in docs/runtime.md.
+    """
+
+    # The word the termination message starts with, which the operator reports as lastFailure.reason.
+    termination_reason: ClassVar[str]
+    exit_code: ClassVar[int]
+
+
+class ModelLoadError(FatalError):
     """The model file could not be loaded; the reason is shown on the ready endpoint and in the log."""
 
-    # The word Kubernetes' termination message starts with, which the operator reports as lastFailure.reason.
     termination_reason = "ModelLoadFailed"
+    exit_code = 3
 
 
 class ChecksumMismatch(ModelLoadError):
-    """The model file is not the one its expected sha256 names."""
+    """The model file is not the one its expected sha256 names, whether `fetch` or `serve` found it."""
 
     termination_reason = "ChecksumMismatch"
+    exit_code = 5
+
+
+class FetchFailed(FatalError):
+    """`fetch` could not download the model file, after retries where a retry could help."""
+
+    termination_reason = "FetchFailed"
+    exit_code = 4

@@ -19,11 +19,11 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
+from modeldeploy_runtime.checksum import sha256_of
+from modeldeploy_runtime.errors import ChecksumMismatch, FetchFailed
 from modeldeploy_runtime.settings import FetchSettings
 from modeldeploy_runtime.termination import write_termination_message
 
-EXIT_FETCH_FAILED = 4
-EXIT_CHECKSUM_MISMATCH = 5
 _CHUNK_BYTES = 1024 * 1024
 _PROGRESS_EVERY_S = 2.0
 _MIB = 1024 * 1024
@@ -31,14 +31,6 @@ _MIB = 1024 * 1024
 _RETRYABLE_HTTP_CODES = {408, 425, 429}
 
 _log = logging.getLogger(__name__)
-
-
-class FetchFailed(Exception):
-    pass
-
-
-class ChecksumMismatch(Exception):
-    pass
 
 
 class _PermanentFailure(Exception):
@@ -49,14 +41,10 @@ def fetch_model(settings: FetchSettings) -> int:
     """The `fetch` subcommand: 0, or an exit code with a termination message the operator maps."""
     try:
         target = download(settings)
-    except ChecksumMismatch as error:
-        _log.error("ChecksumMismatch: %s", error)
-        write_termination_message(settings.termination_log, "ChecksumMismatch", str(error))
-        return EXIT_CHECKSUM_MISMATCH
-    except FetchFailed as error:
-        _log.error("FetchFailed: %s", error)
-        write_termination_message(settings.termination_log, "FetchFailed", str(error))
-        return EXIT_FETCH_FAILED
+    except (ChecksumMismatch, FetchFailed) as error:
+        _log.error("%s: %s", error.termination_reason, error)
+        write_termination_message(settings.termination_log, error.termination_reason, str(error))
+        return error.exit_code
     _log.info("model ready at %s", target)
     return 0
 
@@ -66,14 +54,6 @@ def target_name(uri: str) -> str:
     if name in ("", ".", ".."):
         raise FetchFailed(f"URI {uri} has no file name at the end of its path")
     return name
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def download(settings: FetchSettings) -> Path:

@@ -15,12 +15,10 @@ from types import FrameType
 import uvicorn
 
 from modeldeploy_runtime.app import create_app
-from modeldeploy_runtime.fetch import EXIT_CHECKSUM_MISMATCH
 from modeldeploy_runtime.service import InferenceService
 from modeldeploy_runtime.settings import ServeSettings
 from modeldeploy_runtime.termination import write_termination_message
 
-EXIT_MODEL_LOAD_FAILED = 3
 # After draining, connections get this long to finish their last response.
 _CONNECTION_CLOSE_GRACE_S = 5
 
@@ -83,7 +81,8 @@ def serve(settings: ServeSettings) -> int:
     if settings.exit_on_load_failure:
         service.on_load_failure = server.stop_for_load_failure
     server.run()
-    if service.load_error is not None and settings.exit_on_load_failure:
-        write_termination_message(settings.termination_log, service.load_failure_kind, service.load_error)
-        return EXIT_CHECKSUM_MISMATCH if service.load_failure_kind == "ChecksumMismatch" else EXIT_MODEL_LOAD_FAILED
+    failure = service.load_failure
+    if failure is not None and settings.exit_on_load_failure:
+        write_termination_message(settings.termination_log, failure.termination_reason, str(failure))
+        return failure.exit_code
     return 0

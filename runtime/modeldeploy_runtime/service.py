@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable
 import torch
 
 from modeldeploy_runtime.batching import DynamicBatcher, Slot
+from modeldeploy_runtime.checksum import sha256_of
 from modeldeploy_runtime.errors import ChecksumMismatch, ModelLoadError, ModelNotFound, ModelNotReady
-from modeldeploy_runtime.fetch import sha256_of
 from modeldeploy_runtime.metrics import RuntimeMetrics
 from modeldeploy_runtime.model.loading import load_model
 from modeldeploy_runtime.model.servable import ServableModel
@@ -37,8 +37,7 @@ class InferenceService:
         self.metrics = metrics
         self.state = ModelState.LOADING
         self.reason = "model is loading"
-        self.load_error: str | None = None
-        self.load_failure_kind = ModelLoadError.termination_reason
+        self.load_failure: ModelLoadError | None = None
         self.on_load_failure: Callable[[str], None] | None = None
         self._model: ServableModel | None = None
         self._batcher: DynamicBatcher | None = None
@@ -61,11 +60,11 @@ class InferenceService:
         try:
             model = await asyncio.to_thread(self._load_and_warm_up)
         except ModelLoadError as error:
-            self._fail(str(error), error.termination_reason)
+            self._fail(error)
             return
         except Exception as error:
             _log.exception("unexpected error while loading the model")
-            self._fail(f"{error.__class__.__name__}: {error}")
+            self._fail(ModelLoadError(f"{error.__class__.__name__}: {error}"))
             return
         self._model = model
         # Cheap batches run on the event loop's thread (see the batching engine): it needs the setting too.
@@ -127,12 +126,12 @@ class InferenceService:
             raise ModelLoadError(f"warm-up with the declared input shapes failed: {error}") from error
         return model
 
-    def _fail(self, reason: str, kind: str = ModelLoadError.termination_reason) -> None:
-        self.state, self.load_error, self.load_failure_kind = ModelState.FAILED, reason, kind
-        self.reason = f"model failed to load: {reason}"
-        _log.error("%s: %s", kind, reason)
+    def _fail(self, failure: ModelLoadError) -> None:
+        self.state, self.load_failure = ModelState.FAILED, failure
+        self.reason = f"model failed to load: {failure}"
+        _log.error("%s: %s", failure.termination_reason, failure)
         if self.on_load_failure is not None:
-            self.on_load_failure(reason)
+            self.on_load_failure(str(failure))
 
     def begin_drain(self) -> None:
         self.state, self.reason = ModelState.DRAINING, "server is draining before shutdown"
