@@ -57,7 +57,7 @@ class _DrainingServer(uvicorn.Server):
             _log.warning("drain grace period of %.1fs ran out with requests in flight", self._drain_grace_s)
         self.should_exit = True
 
-    def stop_for_load_failure(self, _: str) -> None:
+    def stop_for_load_failure(self) -> None:
         self.should_exit = True
 
 

@@ -38,7 +38,7 @@ class InferenceService:
         self.state = ModelState.LOADING
         self.reason = "model is loading"
         self.load_failure: ModelLoadError | None = None
-        self.on_load_failure: Callable[[str], None] | None = None
+        self.on_load_failure: Callable[[], None] | None = None
         self._model: ServableModel | None = None
         self._batcher: DynamicBatcher | None = None
 
@@ -131,7 +131,7 @@ class InferenceService:
         self.reason = f"model failed to load: {failure}"
         _log.error("%s: %s", failure.termination_reason, failure)
         if self.on_load_failure is not None:
-            self.on_load_failure(str(failure))
+            self.on_load_failure()
 
     def begin_drain(self) -> None:
         self.state, self.reason = ModelState.DRAINING, "server is draining before shutdown"
