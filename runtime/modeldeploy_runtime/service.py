@@ -50,10 +50,6 @@ class InferenceService:
     def ready(self) -> bool:
         return self.state is ModelState.READY
 
-    @property
-    def batcher(self) -> DynamicBatcher | None:
-        return self._batcher
-
     async def load(self) -> None:
         """Loads and warms the model off the event loop, so probes keep answering meanwhile."""
         started = time.perf_counter()
