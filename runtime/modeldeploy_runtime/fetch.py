@@ -59,7 +59,7 @@ def target_name(uri: str) -> str:
 def download(settings: FetchSettings) -> Path:
     uri = settings.model_uri
     target = settings.model_dest / target_name(uri)
-    expected = settings.model_sha256.lower() if settings.model_sha256 else None
+    expected = settings.model_sha256
     if expected and target.is_file() and sha256_of(target) == expected:
         _log.info("%s is already present with the expected sha256; nothing to fetch", target)
         return target

@@ -106,8 +106,8 @@ class InferenceService:
         expected = self.settings.model_sha256
         if expected is not None:
             actual = sha256_of(self.settings.model_path)
-            if actual != expected.lower():
-                raise ChecksumMismatch(f"{self.settings.model_path}: expected sha256 {expected.lower()}, got {actual}")
+            if actual != expected:
+                raise ChecksumMismatch(f"{self.settings.model_path}: expected sha256 {expected}, got {actual}")
         model = load_model(
             self.name,
             self.settings.model_path,

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, StringConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MODELDEPLOY_"
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
+
+# Lowercased here, so it compares equal to hexdigest() wherever it is checked.
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$", to_lower=True)]
 
 
 class ModelFormat(enum.StrEnum):
@@ -48,9 +52,8 @@ class ServeSettings(_RuntimeSettings):
     model_name: str = Field(..., min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
     model_path: Path
     model_format: ModelFormat | None = Field(None, description="Inferred from the file's contents when not given.")
-    model_sha256: str | None = Field(
+    model_sha256: Sha256 | None = Field(
         None,
-        pattern=r"^[0-9a-fA-F]{64}$",
         description="Expected sha256 of the model file, checked before loading (models nothing fetched, e.g. "
         "on a volume); a mismatch is a load failure (ChecksumMismatch, exit code 5).",
     )
@@ -89,7 +92,7 @@ class FetchSettings(_RuntimeSettings):
 
     model_uri: str = Field(..., pattern=r"^(https?|file)://.+", description="https://, http:// or file://")
     model_dest: Path
-    model_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    model_sha256: Sha256 | None = None
     fetch_timeout_s: float = Field(30.0, gt=0.0, description="Bound on each connect and each read.")
     fetch_deadline_s: float = Field(3600.0, gt=0.0, description="Bound on one whole download attempt.")
     fetch_attempts: int = Field(4, ge=1, le=20)
