@@ -11,13 +11,14 @@ import contextlib
 import hashlib
 import logging
 import os
+import posixpath
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlsplit
 
 from modeldeploy_runtime.checksum import sha256_of
 from modeldeploy_runtime.errors import ChecksumMismatch, FetchFailed
@@ -50,7 +51,9 @@ def fetch_model(settings: FetchSettings) -> int:
 
 
 def target_name(uri: str) -> str:
-    name = PurePosixPath(unquote(urlparse(uri).path)).name
+    """The file name the operator points the server at (manifests/model_source.py): the URI path's last
+    segment as written, percent-escapes and ;params kept, so both sides name the same file."""
+    name = posixpath.basename(urlsplit(uri).path)
     if name in ("", ".", ".."):
         raise FetchFailed(f"URI {uri} has no file name at the end of its path")
     return name
@@ -103,7 +106,7 @@ def _attempt(settings: FetchSettings, target: Path, expected: str | None) -> Pat
 @contextlib.contextmanager
 def _open_source(settings: FetchSettings):  # type: ignore[no-untyped-def]
     """Yields (stream, total bytes or None)."""
-    parsed = urlparse(settings.model_uri)
+    parsed = urlsplit(settings.model_uri)
     if parsed.scheme == "file":
         path = Path(unquote(parsed.path))
         if not path.is_file():

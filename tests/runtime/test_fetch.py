@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
+import posixpath
 import subprocess
 import sys
 import threading
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from modeldeploy_operator.manifests.model_source import plan_model_delivery
+from modeldeploy_runtime.fetch import target_name
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
@@ -126,3 +129,16 @@ def test_bad_uri_is_a_settings_error(tmp_path: Path) -> None:
     result = fetch(tmp_path, "--uri", "ftp://host/model.pt", "--dest", str(tmp_path))
     assert result.returncode == 2
     assert "invalid setting --uri / MODELDEPLOY_MODEL_URI (got 'ftp://host/model.pt')" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://models.example.com/v1/iris.pt",
+        "https://models.example.com/my%20model.pt",
+        "https://models.example.com/model.pt;v=2",
+        "https://models.example.com/model.pt?X-Amz-Signature=abc&x=%2F",
+    ],
+)
+def test_fetch_writes_the_file_the_operator_points_the_server_at(uri: str) -> None:
+    assert target_name(uri) == posixpath.basename(plan_model_delivery(uri).model_path)
