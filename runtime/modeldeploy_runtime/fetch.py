@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import logging
 import os
 import posixpath
@@ -28,7 +29,7 @@ from modeldeploy_runtime.termination import write_termination_message
 _CHUNK_BYTES = 1024 * 1024
 _PROGRESS_EVERY_S = 2.0
 _MIB = 1024 * 1024
-# Client errors that a retry cannot fix.
+# Client errors that a later attempt may get past (timeout, too early, rate limited); other 4xx fail at once.
 _RETRYABLE_HTTP_CODES = {408, 425, 429}
 
 _log = logging.getLogger(__name__)
@@ -77,7 +78,8 @@ def download(settings: FetchSettings) -> Path:
             raise
         except _PermanentFailure as error:
             raise FetchFailed(f"{uri}: {error}") from error
-        except (OSError, urllib.error.URLError, TimeoutError) as error:
+        # http.client raises its own exceptions, not OSError, e.g. IncompleteRead for a chunked body cut short.
+        except (OSError, http.client.HTTPException) as error:
             if attempt == settings.fetch_attempts:
                 raise FetchFailed(f"{uri}: failed after {attempt} attempts: {error}") from error
             delay = settings.fetch_backoff_s * 2 ** (attempt - 1)
@@ -117,6 +119,8 @@ def _open_source(settings: FetchSettings):  # type: ignore[no-untyped-def]
     request = urllib.request.Request(settings.model_uri, headers={"User-Agent": "modeldeploy-runtime-fetch"})
     try:
         response = urllib.request.urlopen(request, timeout=settings.fetch_timeout_s)
+    except http.client.InvalidURL as error:
+        raise _PermanentFailure(str(error)) from error
     except urllib.error.HTTPError as error:
         if 400 <= error.code < 500 and error.code not in _RETRYABLE_HTTP_CODES:
             raise _PermanentFailure(f"HTTP {error.code} {error.reason}") from error

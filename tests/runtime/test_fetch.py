@@ -22,7 +22,8 @@ DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class _ModelStore(http.server.BaseHTTPRequestHandler):
-    """/model.pt serves the payload; /flaky/ fails twice first; /stall/ never sends a body; else 404."""
+    """/model.pt serves the payload; /flaky/ fails twice first; /stall/ never sends a body; /cut/ ends its
+    chunked body mid-chunk; else 404."""
 
     failures_left = 2
 
@@ -36,6 +37,12 @@ class _ModelStore(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(PAYLOAD)))
             self.end_headers()
             time.sleep(5)
+            return
+        if self.path == "/cut/model.pt":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n" % len(PAYLOAD) + PAYLOAD[:1000])
             return
         if self.path not in ("/model.pt", "/flaky/model.pt"):
             self.send_error(404)
@@ -123,6 +130,23 @@ def test_a_stalled_server_times_out_instead_of_hanging(store: str, tmp_path: Pat
     assert result.returncode == 4
     assert time.monotonic() - started < 30
     assert "failed after 2 attempts" in (tmp_path / "term").read_text()
+
+
+def test_a_chunked_body_cut_short_is_retried_then_fails_with_exit_4(store: str, tmp_path: Path) -> None:
+    result = fetch(
+        tmp_path, "--uri", f"{store}/cut/model.pt", "--dest", str(tmp_path / "d"), "--attempts", "2", "--backoff-s", "0"
+    )
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.count("retrying in") == 1
+    assert "IncompleteRead" in (tmp_path / "term").read_text()
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_an_unusable_url_fails_at_once_with_exit_4(tmp_path: Path) -> None:
+    result = fetch(tmp_path, "--uri", "http://127.0.0.1:port/model.pt", "--dest", str(tmp_path / "d"))
+    assert result.returncode == 4, result.stderr
+    assert "retrying in" not in result.stderr
+    assert (tmp_path / "term").read_text().startswith("FetchFailed: http://127.0.0.1:port/model.pt: ")
 
 
 def test_bad_uri_is_a_settings_error(tmp_path: Path) -> None:
