@@ -3,7 +3,8 @@
 SIGTERM (or SIGINT): readiness turns false at once, new inference requests get 503 with Retry-After while
 admitted ones finish, for at most `drain_grace_s`; then uvicorn closes the connections and the process
 exits 0. A second signal stops waiting. With `exit_on_load_failure`, a model that fails to load ends the
-process with EXIT_MODEL_LOAD_FAILED after writing `ModelLoadFailed: <reason>` to the termination log.
+process after writing `<termination reason>: <detail>` to the termination log: exit 3 and `ModelLoadFailed`,
+or exit 5 and `ChecksumMismatch` when the file does not match `model_sha256` (errors.py holds both pairs).
 """
 
 from __future__ import annotations
