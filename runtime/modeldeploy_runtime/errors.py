@@ -8,6 +8,9 @@ from typing import ClassVar
 class ServingError(Exception):
     """Base of every error a client can cause or observe; `message` is safe to send to the client."""
 
+    # Retry-After seconds: tells clients and load balancers that a retry is welcome. None: no header.
+    retry_after_s: int | None = None
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message

@@ -24,17 +24,16 @@ from modeldeploy_runtime.errors import (
 
 _log = logging.getLogger(__name__)
 
-# Retry-After (seconds) tells clients and load balancers that a retry is welcome.
-STATUS_OF: dict[type[ServingError], tuple[int, int | None]] = {
-    InvalidInput: (400, None),
-    ModelNotFound: (404, None),
-    PayloadTooLarge: (413, None),
-    Overloaded: (429, Overloaded.retry_after_s),
-    ModelNotReady: (503, ModelNotReady.retry_after_s),
-    RequestTimedOut: (503, RequestTimedOut.retry_after_s),
-    InferenceFailed: (500, None),
+STATUS_OF: dict[type[ServingError], int] = {
+    InvalidInput: 400,
+    ModelNotFound: 404,
+    PayloadTooLarge: 413,
+    Overloaded: 429,
+    ModelNotReady: 503,
+    RequestTimedOut: 503,
+    InferenceFailed: 500,
     # nginx's "client closed request": never seen by the client, but counted in the metrics.
-    ClientDisconnected: (499, None),
+    ClientDisconnected: 499,
 }
 
 
@@ -46,10 +45,10 @@ def error_response(status: int, message: str, retry_after_s: int | None = None) 
 
 
 def serving_error_response(error: ServingError) -> Response:
-    status, retry_after_s = STATUS_OF.get(type(error), (500, None))
+    status = STATUS_OF.get(type(error), 500)
     if status >= 500:
         _log.warning("%s: %s", type(error).__name__, error.message)
-    return error_response(status, error.message, retry_after_s)
+    return error_response(status, error.message, error.retry_after_s)
 
 
 async def _on_serving_error(_: Request, error: Exception) -> Response:
