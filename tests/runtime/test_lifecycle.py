@@ -69,6 +69,9 @@ def test_corrupt_model_keeps_serving_probes_with_the_reason(mlp: tuple[Path, obj
         infer = httpx.post(server.infer_url, json=SLOW_BODY)
         assert infer.status_code == 503
         assert "failed to load" in infer.json()["error"]
+        metadata = httpx.get(f"{server.url}/v2/models/broken")
+        assert metadata.status_code == 503 and metadata.headers["retry-after"] == "5"
+        assert "has no metadata yet: model failed to load" in metadata.json()["error"]
         assert value(scrape(server.url), "modeldeploy_model_ready", model="broken") == 0
         assert "ModelLoadFailed: " in server.log()
     finally:

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from modeldeploy_runtime import __version__
+from modeldeploy_runtime.errors import ModelNotReady
 from modeldeploy_runtime.model.servable import ServableModel
-from modeldeploy_runtime.protocol.errors import error_response
 from modeldeploy_runtime.protocol.http import JSON_MEDIA_TYPE, infer_admitted, json_response
 from modeldeploy_runtime.protocol.openapi import ERROR_RESPONSES, request_body
 from modeldeploy_runtime.protocol.schemas import (
@@ -58,13 +58,13 @@ def v2_router(service: InferenceService) -> APIRouter:
     @router.get(
         "/models/{model_name}",
         response_model=ModelMetadataResponse,
-        responses={**ERROR_RESPONSES, 503: ERROR_RESPONSES[503]},
+        responses=ERROR_RESPONSES,
     )
-    async def model_metadata(model_name: str) -> ModelMetadataResponse | Response:
+    async def model_metadata(model_name: str) -> ModelMetadataResponse:
         """Input and output names, datatypes and shapes (batch dimension first, -1 = dynamic)."""
         model = service.metadata_model(model_name)
         if model is None:
-            return error_response(503, f"model '{model_name}' has no metadata yet: {service.reason}", 5)
+            raise ModelNotReady(f"model '{model_name}' has no metadata yet: {service.reason}")
         return ModelMetadataResponse(
             name=model.name,
             versions=["1"],
