@@ -5,8 +5,9 @@ running: being read and decoded, or waiting in the queue), so memory stays bound
 early, before a body is read. One collector task forms batches: while the model is busy, requests pile up
 and the next batch takes up to `max_batch_size` items of one shape at once; when the model is idle it
 waits at most `max_delay_s` for requests that are already admitted and on their way, and never for requests
-that may not come (a lone client pays no batching delay). The model runs in one dedicated thread, so the
-event loop keeps serving while torch computes (torch releases the GIL).
+that may not come (a lone client pays no batching delay). The model runs in `workers` threads of its own
+(only calls too cheap to hand off run on the event loop), so the loop keeps serving while torch computes
+(torch releases the GIL).
 """
 
 from __future__ import annotations
