@@ -140,7 +140,7 @@ def resource_versions(cluster: ClusterConnection, objects: list[dict[str, Any]])
 
 
 def test_applying_the_same_manifests_twice_changes_nothing(
-    cluster: ClusterConnection, helm: Path, namespace: str, tmp_path: Path
+    cluster: ClusterConnection, crd_installed: None, helm: Path, namespace: str, tmp_path: Path
 ) -> None:
     objects = gitops_objects(helm, namespace, tmp_path)
     assert {obj["kind"] for obj in objects} >= {"ModelDeployment", "Deployment", "Role", "ServiceAccount", "Service"}

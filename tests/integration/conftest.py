@@ -1,4 +1,4 @@
-"""Fixtures for the operator's integration tests: the CRD installed, and a real operator process per test.
+"""Fixtures for the operator's integration tests: a real operator process per test (the CRD installed first).
 
 Each test's operator watches only the test's namespace, so tests (and the chart's tests) never share one.
 """
@@ -13,17 +13,7 @@ import pytest
 from modeldeploy_devcluster.local_operator import LocalOperator, start_local_operator
 from modeldeploy_devcluster.testing import wait_until
 
-REPO = Path(__file__).parents[2]
-CRD = REPO / "crds" / "modeldeployments.serving.modeldeploy.dev.yaml"
 WAIT_SECONDS = 60
-
-
-@pytest.fixture(scope="session")
-def crd_installed(cluster: Any) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/modeldeployments.serving.modeldeploy.dev", "--timeout=60s"
-    )
 
 
 @pytest.fixture
