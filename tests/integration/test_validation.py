@@ -34,6 +34,10 @@ INVALID = {
         {"runtime": {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}},
         "spec.runtime.env",
     ),
+    "env sets what the operator sets": (
+        {"runtime": {"env": [{"name": "A", "value": "1"}, {"name": "MODELDEPLOY_PORT", "value": "9000"}]}},
+        'spec.runtime.env[1].name: Invalid value: "string": runtime.env cannot set a variable the operator sets',
+    ),
     "unknown field": ({"gpus": 1}, 'unknown field "spec.gpus"'),
     "control character in env": ({"runtime": {"env": [{"name": "A", "value": "\x7f"}]}}, "spec.runtime.env[0].value"),
 }

@@ -190,11 +190,39 @@ class ResourceRequirements(_Model):
     )
 
 
+# The runtime settings the operator sets from the spec, or that its probes, Service and status rely on. A user's
+# variable of the same name would make the status or the probes lie, so the schema refuses it.
+OPERATOR_SET_RUNTIME_ENV = (
+    "MODELDEPLOY_MODEL_NAME",
+    "MODELDEPLOY_MODEL_PATH",
+    "MODELDEPLOY_MODEL_FORMAT",
+    "MODELDEPLOY_MODEL_SHA256",
+    "MODELDEPLOY_HOST",
+    "MODELDEPLOY_PORT",
+    "MODELDEPLOY_DEVICE",
+    "MODELDEPLOY_DTYPE",
+    "MODELDEPLOY_MAX_BATCH_SIZE",
+    "MODELDEPLOY_MAX_BATCH_DELAY_MS",
+    "MODELDEPLOY_MAX_QUEUE_SIZE",
+    "MODELDEPLOY_EXIT_ON_LOAD_FAILURE",
+    "MODELDEPLOY_TERMINATION_LOG",
+)
+
+
 class EnvVar(_Model):
     """An environment variable for the runtime container."""
 
     name: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=256)] = Field(
-        description="Variable name."
+        description="Variable name. Not one the operator sets: " + ", ".join(OPERATOR_SET_RUNTIME_ENV) + ".",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!(self in [" + ", ".join(f"'{name}'" for name in OPERATOR_SET_RUNTIME_ENV) + "])",
+                    "runtime.env cannot set a variable the operator sets from the spec; use spec.model, "
+                    "spec.gpu.count and spec.runtime (maxBatchSize, maxBatchDelayMs, maxQueueSize, dtype) instead",
+                )
+            ]
+        },
     )
     value: Annotated[str, StringConstraints(pattern=YAML_PRINTABLE)] | None = Field(
         default=None, description="Literal value; no control characters other than tab and newlines."
@@ -245,8 +273,9 @@ class RuntimeSpec(_Model):
     )
     env: list[EnvVar] = Field(
         default_factory=list,
-        description="Extra environment variables; one with the same name as an operator-set MODELDEPLOY_* "
-        "variable overrides it.",
+        max_length=256,
+        description="Extra environment variables, at most 256, e.g. the runtime's other MODELDEPLOY_* settings "
+        "(MODELDEPLOY_MODEL_WORKERS, MODELDEPLOY_REQUEST_TIMEOUT_S, MODELDEPLOY_LOG_LEVEL).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
 
