@@ -1,8 +1,9 @@
 """Runs the app under uvicorn with graceful draining and the exit codes the operator reads.
 
-SIGTERM (or SIGINT): readiness turns false at once, new inference requests get 503 with Retry-After while
-admitted ones finish, for at most `drain_grace_s`; then uvicorn closes the connections and the process
-exits 0. A second signal stops waiting. With `exit_on_load_failure`, a model that fails to load ends the
+SIGTERM (or SIGINT): readiness turns false at once. Requests are still served for `shutdown_delay_s`, the time
+Kubernetes takes to take the pod out of the Service's endpoints; then new inference requests get 503 with
+Retry-After while admitted ones finish, for at most `drain_grace_s`; then uvicorn closes the connections and the
+process exits 0. A second signal stops waiting. With `exit_on_load_failure`, a model that fails to load ends the
 process after writing `<termination reason>: <detail>` to the termination log: exit 3 and `ModelLoadFailed`,
 or exit 5 and `ChecksumMismatch` when the file does not match `model_sha256` (errors.py holds both pairs).
 """
@@ -21,16 +22,17 @@ from modeldeploy_runtime.settings import ServeSettings
 from modeldeploy_runtime.termination import write_termination_message
 
 # After draining, connections get this long to finish their last response.
-_CONNECTION_CLOSE_GRACE_S = 5
+CONNECTION_CLOSE_GRACE_S = 5
 
 _log = logging.getLogger(__name__)
 
 
 class _DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, service: InferenceService, drain_grace_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, service: InferenceService, settings: ServeSettings) -> None:
         super().__init__(config)
         self._service = service
-        self._drain_grace_s = drain_grace_s
+        self._shutdown_delay_s = settings.shutdown_delay_s
+        self._drain_grace_s = settings.drain_grace_s
         self._draining: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -45,7 +47,12 @@ class _DrainingServer(uvicorn.Server):
             self.should_exit = True
             self.force_exit = self._draining is not None
             return
-        _log.info("signal %d: draining for up to %.1fs", sig, self._drain_grace_s)
+        _log.info(
+            "signal %d: serving for %.1fs more, then draining for up to %.1fs",
+            sig,
+            self._shutdown_delay_s,
+            self._drain_grace_s,
+        )
         self._loop.call_soon_threadsafe(self._start_drain)
 
     def _start_drain(self) -> None:
@@ -53,6 +60,8 @@ class _DrainingServer(uvicorn.Server):
             self._draining = asyncio.get_running_loop().create_task(self._drain(), name="drain")
 
     async def _drain(self) -> None:
+        if self._shutdown_delay_s > 0 and self._service.begin_stopping():
+            await asyncio.sleep(self._shutdown_delay_s)
         self._service.begin_drain()
         if not await self._service.wait_idle(self._drain_grace_s):
             _log.warning("drain grace period of %.1fs ran out with requests in flight", self._drain_grace_s)
@@ -76,9 +85,9 @@ def serve(settings: ServeSettings) -> int:
         log_config=None,
         log_level=settings.log_level,
         access_log=False,
-        timeout_graceful_shutdown=_CONNECTION_CLOSE_GRACE_S,
+        timeout_graceful_shutdown=CONNECTION_CLOSE_GRACE_S,
     )
-    server = _DrainingServer(config, service, settings.drain_grace_s)
+    server = _DrainingServer(config, service, settings)
     if settings.exit_on_load_failure:
         service.on_load_failure = server.stop_for_load_failure
     server.run()

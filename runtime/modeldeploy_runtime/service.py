@@ -28,6 +28,7 @@ class ModelState(enum.StrEnum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
+    STOPPING = "stopping"  # readiness fails while requests are still served
     DRAINING = "draining"
 
 
@@ -129,6 +130,14 @@ class InferenceService:
         if self.on_load_failure is not None:
             self.on_load_failure()
 
+    def begin_stopping(self) -> bool:
+        """Fails readiness but keeps serving; False when there was nothing to serve (not ready)."""
+        if self.state is not ModelState.READY:
+            return False
+        self.state, self.reason = ModelState.STOPPING, "server is shutting down"
+        self.metrics.set_ready(False)
+        return True
+
     def begin_drain(self) -> None:
         self.state, self.reason = ModelState.DRAINING, "server is draining before shutdown"
         self.metrics.set_ready(False)
@@ -150,7 +159,7 @@ class InferenceService:
         """The model to describe or run; raises ModelNotFound or ModelNotReady."""
         if name != self.name:
             raise ModelNotFound(name)
-        if self._model is None or self.state is not ModelState.READY:
+        if self._model is None or self.state not in (ModelState.READY, ModelState.STOPPING):
             raise ModelNotReady(f"model '{name}' is not ready: {self.reason}")
         return self._model
 

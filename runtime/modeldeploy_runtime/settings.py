@@ -66,6 +66,13 @@ class ServeSettings(_RuntimeSettings):
     max_queue_size: int = Field(256, ge=1, le=1_000_000)
     max_payload_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     request_timeout_s: float = Field(30.0, gt=0.0)
+    shutdown_delay_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=300.0,
+        description="After SIGTERM, readiness fails but requests are still served for this long, so load "
+        "balancers stop sending before the server refuses (kube-apiserver's --shutdown-delay-duration).",
+    )
     drain_grace_s: float = Field(25.0, ge=0.0)
     exit_on_load_failure: bool = False
     model_workers: int = Field(

@@ -19,6 +19,11 @@ from runtime_metrics import scrape, value
 from runtime_server import RuntimeServer
 
 SLOW_BODY = {"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
+MLP_BODY = {
+    "inputs": [
+        {"name": "features", "datatype": "FP32", "shape": [1, models.MLP_FEATURES], "data": [0.5] * models.MLP_FEATURES}
+    ]
+}
 
 
 def corrupt_copy(source: Path, target: Path) -> Path:
@@ -50,7 +55,29 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(model_dir: Path) -> None
         assert "Retry-After" in refused.headers
         assert [future.result().status_code for future in in_flight] == [200] * 4
     assert server.terminate(timeout_s=30) == 0
-    assert "draining for up to 30.0s" in server.log()
+    assert "serving for 0.0s more, then draining for up to 30.0s" in server.log()
+
+
+def test_sigterm_fails_readiness_but_serves_through_the_shutdown_delay(
+    mlp: tuple[Path, object], model_dir: Path
+) -> None:
+    """Kubernetes takes the pod out of the endpoints some time after SIGTERM: requests meanwhile still succeed."""
+    server = RuntimeServer(mlp[0], model_dir / "delay.log", "--shutdown-delay-s", "3", model_name="iris")
+    server.wait_ready()
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    ready = httpx.get(f"{server.url}/v2/health/ready", timeout=5.0)
+    assert (ready.status_code, ready.json()) == (503, {"ready": False, "reason": "server is shutting down"})
+    assert httpx.get(f"{server.url}/v2/health/live", timeout=5.0).status_code == 200
+    assert value(scrape(server.url), "modeldeploy_model_ready", model="iris") == 0
+    assert httpx.post(server.infer_url, json=MLP_BODY, timeout=5.0).status_code == 200
+    while (refused := httpx.post(server.infer_url, json=MLP_BODY, timeout=5.0)).status_code == 200:
+        assert time.monotonic() - signalled < 30, "still admitting long after the delay"
+        time.sleep(0.05)
+    assert refused.status_code == 503 and "Retry-After" in refused.headers
+    assert time.monotonic() - signalled >= 3
+    assert server.terminate(timeout_s=30) == 0
 
 
 def test_corrupt_model_keeps_serving_probes_with_the_reason(mlp: tuple[Path, object], model_dir: Path) -> None:

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from modeldeploy_operator.api.v1alpha1 import OPERATOR_SET_RUNTIME_ENV
+from modeldeploy_operator.manifests.deployment import RUNTIME_ENV_DEFAULTS, TERMINATION_GRACE_PERIOD_SECONDS
 from modeldeploy_runtime.__main__ import build_parser, load_settings
 from modeldeploy_runtime.errors import InvalidInput, ModelLoadError
 from modeldeploy_runtime.model.metadata import Datatype, ModelMetadata, TensorSpec, parse_metadata
 from modeldeploy_runtime.protocol.tensors import tensor_from_bytes, tensor_from_json, tensor_to_bytes
 from modeldeploy_runtime.protocol.v1 import decode_instances
-from modeldeploy_runtime.settings import DeviceChoice, ServeSettings
+from modeldeploy_runtime.server import CONNECTION_CLOSE_GRACE_S
+from modeldeploy_runtime.settings import ENV_PREFIX, DeviceChoice, ServeSettings
 
 
 def serve_settings(monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict[str, str]) -> ServeSettings:
@@ -34,6 +37,19 @@ def test_env_configures_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.device is DeviceChoice.CPU
     assert settings.exit_on_load_failure is True
     assert settings.port == 8080
+
+
+def test_the_variables_users_may_not_set_are_the_runtimes_settings() -> None:
+    """The CRD refuses these names in spec.runtime.env; a rename on either side must show here."""
+    settings = {ENV_PREFIX + field.upper() for field in ServeSettings.model_fields}
+    assert set(OPERATOR_SET_RUNTIME_ENV) <= settings
+
+
+def test_the_pod_outlives_the_runtimes_shutdown() -> None:
+    """SIGKILL must not cut the shutdown delay, the drain or the closing of connections."""
+    delay = float(RUNTIME_ENV_DEFAULTS["MODELDEPLOY_SHUTDOWN_DELAY_S"])
+    drain = ServeSettings.model_fields["drain_grace_s"].default
+    assert delay + drain + CONNECTION_CLOSE_GRACE_S <= TERMINATION_GRACE_PERIOD_SECONDS
 
 
 def test_missing_required_setting_names_it(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

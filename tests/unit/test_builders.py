@@ -3,8 +3,9 @@
 from typing import Any
 
 import pytest
+from modeldeploy_operator.api.v1alpha1 import OPERATOR_SET_RUNTIME_ENV
 from modeldeploy_operator.manifests import build_deployment, build_service, service_url
-from modeldeploy_operator.manifests.deployment import BuildOptions, gpu_taint_key
+from modeldeploy_operator.manifests.deployment import RUNTIME_ENV_DEFAULTS, BuildOptions, gpu_taint_key
 from modeldeploy_operator.manifests.model import InvalidSpecError, ModelDeployment
 
 OPTIONS = BuildOptions(default_runtime_image="registry.local/runtime:1")
@@ -141,7 +142,7 @@ def test_probes_use_the_runtime_health_endpoints_and_a_generous_startup_budget(m
     assert startup["periodSeconds"] * startup["failureThreshold"] == 3600
 
 
-def test_runtime_settings_reach_the_container_and_user_env_wins(make_md) -> None:
+def test_runtime_settings_reach_the_container_and_the_user_env_changes_defaults(make_md) -> None:
     spec = {
         "model": {"uri": "file:///m.pt", "name": "classifier", "format": "exported-program"},
         "runtime": {
@@ -149,18 +150,31 @@ def test_runtime_settings_reach_the_container_and_user_env_wins(make_md) -> None
             "maxBatchDelayMs": 2,
             "maxQueueSize": 100,
             "dtype": "bfloat16",
-            "env": [{"name": "MODELDEPLOY_MAX_BATCH_SIZE", "value": "4"}, {"name": "EXTRA", "value": "1"}],
+            "env": [
+                {"name": "MODELDEPLOY_LOG_LEVEL", "value": "debug"},
+                {"name": "MODELDEPLOY_SHUTDOWN_DELAY_S", "value": "15"},
+            ],
         },
     }
-    env = _env(_pod(build_deployment(make_md(spec), OPTIONS))["containers"][0])
-    assert env["MODELDEPLOY_MODEL_NAME"] == "classifier"
-    assert env["MODELDEPLOY_MODEL_FORMAT"] == "exported-program"
-    assert env["MODELDEPLOY_MAX_BATCH_SIZE"] == "4"
-    assert env["MODELDEPLOY_MAX_BATCH_DELAY_MS"] == "2"
-    assert env["MODELDEPLOY_MAX_QUEUE_SIZE"] == "100"
-    assert env["MODELDEPLOY_DTYPE"] == "bfloat16"
-    assert env["MODELDEPLOY_EXIT_ON_LOAD_FAILURE"] == "true"
-    assert env["EXTRA"] == "1"
+    env = _pod(build_deployment(make_md(spec), OPTIONS))["containers"][0]["env"]
+    assert [item["name"] for item in env[-2:]] == ["MODELDEPLOY_SHUTDOWN_DELAY_S", "MODELDEPLOY_LOG_LEVEL"]
+    values = _env({"env": env})
+    assert values["MODELDEPLOY_SHUTDOWN_DELAY_S"] == "15", "the user's env changes the operator's defaults"
+    assert values["MODELDEPLOY_MODEL_NAME"] == "classifier"
+    assert values["MODELDEPLOY_MODEL_FORMAT"] == "exported-program"
+    assert values["MODELDEPLOY_MAX_BATCH_SIZE"] == "8"
+    assert values["MODELDEPLOY_MAX_BATCH_DELAY_MS"] == "2"
+    assert values["MODELDEPLOY_MAX_QUEUE_SIZE"] == "100"
+    assert values["MODELDEPLOY_DTYPE"] == "bfloat16"
+    assert values["MODELDEPLOY_EXIT_ON_LOAD_FAILURE"] == "true"
+
+
+@pytest.mark.parametrize("uri", ["file:///m.pt", "pvc://models/m.pt", "https://models.example.com/m.pt"])
+def test_every_variable_the_builder_sets_is_refused_in_the_user_env(make_md, uri: str) -> None:
+    md = make_md({"model": {"uri": uri, "sha256": "a" * 64}, "gpu": {"count": 1}, "runtime": {"maxQueueSize": 9}})
+    set_by_builder = set(_env(_pod(build_deployment(md, OPTIONS))["containers"][0]))
+    assert set_by_builder <= {*OPERATOR_SET_RUNTIME_ENV, *RUNTIME_ENV_DEFAULTS}
+    assert not set(OPERATOR_SET_RUNTIME_ENV) & set(RUNTIME_ENV_DEFAULTS)
 
 
 def test_replicas_are_left_to_an_autoscaler_that_targets_the_deployment(make_md, gpu_spec) -> None:

@@ -20,6 +20,11 @@ READY_PATH = "/v2/health/ready"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 STARTUP_PROBE_PERIOD_SECONDS = 10
 RUNTIME_COMMAND = ["python", "-m", "modeldeploy_runtime"]
+# Runtime settings chosen for a pod behind a Service, which spec.runtime.env may change. After SIGTERM the pod
+# leaves the Service's endpoints within a few seconds; the runtime serves on meanwhile instead of refusing.
+# Shutdown delay, drain grace (25 s) and connection close (5 s) fit in the pod's grace period.
+RUNTIME_ENV_DEFAULTS = {"MODELDEPLOY_SHUTDOWN_DELAY_S": "5"}
+TERMINATION_GRACE_PERIOD_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ def _pod_spec(md: ModelDeployment, delivery: ModelDelivery, options: BuildOption
         # The runtime never talks to the API server, and service links only pollute its environment.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 60,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_PERIOD_SECONDS,
         "containers": [_runtime_container(md, delivery, image)],
         "volumes": volumes,
     }
@@ -177,9 +182,11 @@ def _runtime_env(md: ModelDeployment, delivery: ModelDelivery) -> list[dict[str,
         "MODELDEPLOY_EXIT_ON_LOAD_FAILURE": "true",
     }
     env: dict[str, dict[str, Any]] = {
-        name: {"name": name, "value": value} for name, value in settings.items() if value is not None
+        name: {"name": name, "value": value}
+        for name, value in {**settings, **RUNTIME_ENV_DEFAULTS}.items()
+        if value is not None
     }
-    for user_var in spec.runtime.env:  # the user's variable wins over ours of the same name
+    for user_var in spec.runtime.env:  # the schema keeps the user from setting ours, but for the defaults
         env[user_var.name] = user_var.model_dump(by_alias=True, exclude_none=True)
     return list(env.values())
 
