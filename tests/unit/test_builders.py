@@ -98,6 +98,19 @@ def test_pvc_model_is_mounted_read_only_and_verified_by_the_runtime(make_md, gpu
     assert _env(runtime)["MODELDEPLOY_MODEL_SHA256"] == "a" * 64
 
 
+@pytest.mark.parametrize(
+    ("uri", "model_path"),
+    [
+        ("pvc://models/v1/r50 #2?.pt", "/mnt/models/v1/r50 #2?.pt"),
+        ("pvc://models/a%20b.pt", "/mnt/models/a%20b.pt"),
+        ("file:///opt/models/r50#final.pt", "/opt/models/r50#final.pt"),
+    ],
+)
+def test_pvc_and_file_uris_are_paths_not_urls(make_md, uri: str, model_path: str) -> None:
+    runtime = _pod(build_deployment(make_md({"model": {"uri": uri}}), OPTIONS))["containers"][0]
+    assert _env(runtime)["MODELDEPLOY_MODEL_PATH"] == model_path
+
+
 def test_https_model_is_fetched_by_an_init_container_with_the_checksum(make_md) -> None:
     spec = {"model": {"uri": "https://models.example.com/v3/r50.pt2", "sha256": "b" * 64}}
     pod = _pod(build_deployment(make_md(spec), OPTIONS))

@@ -23,17 +23,18 @@ class ModelDelivery:
 
 
 def plan_model_delivery(uri: str) -> ModelDelivery:
-    parts = urlsplit(uri)
-    if parts.scheme == "pvc":
-        claim, path = parts.netloc, parts.path.lstrip("/")
+    # pvc:// and file:// name files, not URLs: '?', '#' and '%' are parts of the file's name.
+    scheme, _, location = uri.partition("://")
+    if scheme == "pvc":
+        claim, _, path = location.partition("/")
         return ModelDelivery(
             model_path=posixpath.join(MODEL_MOUNT_PATH, path),
             volumes=[{"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
             mounts=[{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH, "readOnly": True}],
             verify_in_runtime=True,
         )
-    if parts.scheme == "https":
-        file_name = posixpath.basename(parts.path)
+    if scheme == "https":
+        file_name = posixpath.basename(urlsplit(uri).path)
         if not file_name:
             raise InvalidSpecError(f"spec.model.uri: {uri!r} must end in a file name")
         return ModelDelivery(
@@ -42,6 +43,6 @@ def plan_model_delivery(uri: str) -> ModelDelivery:
             mounts=[{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH}],
             fetch_uri=uri,
         )
-    if parts.scheme == "file":
-        return ModelDelivery(model_path=parts.path, verify_in_runtime=True)
-    raise InvalidSpecError(f"spec.model.uri: scheme {parts.scheme!r} is not supported; use pvc://, https:// or file://")
+    if scheme == "file":
+        return ModelDelivery(model_path=location, verify_in_runtime=True)
+    raise InvalidSpecError(f"spec.model.uri: scheme {scheme!r} is not supported; use pvc://, https:// or file://")
