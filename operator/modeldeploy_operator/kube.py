@@ -19,7 +19,7 @@ from lightkube.resources.core_v1 import Event, Service
 from lightkube.types import PatchType
 
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from modeldeploy_operator.manifests.labels import FIELD_MANAGER
+from modeldeploy_operator.manifests.labels import FIELD_MANAGER, REPLICAS_HANDOVER_FIELD_MANAGER
 
 ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 _CHILD_RESOURCES = {"Deployment": Deployment, "Service": Service}
@@ -32,6 +32,10 @@ class RejectedError(Exception):
 
 class TransientError(Exception):
     """The apiserver could not be reached or asked us to come back later."""
+
+
+class ConflictError(TransientError):
+    """HTTP 409: another writer got there first (a newer resourceVersion, or a field it owns)."""
 
 
 class KubeApi:
@@ -60,6 +64,34 @@ class KubeApi:
         )
         applied.metadata.managedFields = None
         return dict(applied.to_dict())
+
+    async def hand_over_replicas(self, namespace: str, name: str, replicas: int) -> bool:
+        """Gives a Deployment's spec.replicas a second owner at its current value, before an apply of ours leaves
+        the field out. Otherwise the apiserver removes a field its only applier dropped, and the Deployment falls
+        back to 1 replica until the HPA scales it up again (Kubernetes' documented transfer of ownership).
+
+        Returns False when another manager already owns the field at another value (the HPA scaled it): that
+        owner keeps the value, and there is nothing to hand over."""
+        holder = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas},
+        }
+        try:
+            await self._write(
+                lambda client: client.patch(
+                    Deployment,
+                    name,
+                    holder,
+                    namespace=namespace,
+                    patch_type=PatchType.APPLY,
+                    field_manager=REPLICAS_HANDOVER_FIELD_MANAGER,
+                )
+            )
+        except ConflictError:
+            return False
+        return True
 
     async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
         """Merge-patches the status; returns the object's new resourceVersion."""
@@ -115,6 +147,8 @@ class KubeApi:
                 code, message = error.status.code, error.status.message or str(error)
                 if code in (400, 422):
                     raise RejectedError(message) from error
+                if code == 409:
+                    raise ConflictError(f"HTTP 409: {message}") from error
                 raise TransientError(f"HTTP {code}: {message}") from error
             except httpx2.HTTPError as error:
                 raise TransientError(f"{type(error).__name__}: {error}") from error

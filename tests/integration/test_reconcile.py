@@ -1,5 +1,6 @@
 """The operator against a real control plane with simulated GPU nodes: create, schedule, report, heal."""
 
+import json
 from typing import Any
 
 GPU_MD = {
@@ -160,14 +161,27 @@ def test_an_hpa_on_the_deployment_owns_its_replicas(operator, kube, md) -> None:
             },
         }
     )
-    kube.run("annotate", "md", "resnet", "hpa=attached")  # reconcile once the HPA is known
-    kube.wait_for("the HPA is seen", lambda: kube.get("md", "resnet")["metadata"]["annotations"].get("hpa"))
+    kube.wait_for("the operator to stop owning replicas", lambda: not _owns_replicas(kube))
+    handed_over = kube.get("deployment", "resnet")
+    # Without metrics the HPA (minReplicas 1) would leave a reset to 1 in place: the value must survive the handover.
+    assert handed_over["spec"]["replicas"] == GPU_MD["replicas"], "replicas kept, not reset to 1, on the handover"
     kube.run("scale", "deployment", "resnet", "--replicas=4")  # what the HPA controller would do
     kube.wait_for("4 ready replicas", lambda: kube.get("md", "resnet")["status"].get("readyReplicas") == 4, timeout=60)
     kube.run("annotate", "md", "resnet", "hpa=still-there", "--overwrite")
     kube.wait_condition("resnet", "Ready", "True")
     assert kube.get("deployment", "resnet")["spec"]["replicas"] == 4
     assert kube.get("md", "resnet")["status"]["readySummary"] == "4/4"
+
+    kube.run("delete", "hpa", "resnet")
+    kube.wait_for("spec.replicas back in force", lambda: kube.get("deployment", "resnet")["spec"]["replicas"] == 2)
+    assert _owns_replicas(kube)
+
+
+def _owns_replicas(kube) -> bool:
+    shown = kube.run("get", "deployment", "resnet", "-o", "json", "--show-managed-fields").stdout
+    managed = json.loads(shown)["metadata"]["managedFields"]
+    ours = [entry for entry in managed if entry["manager"] == "modeldeploy-operator"]
+    return any("f:replicas" in (entry.get("fieldsV1") or {}).get("f:spec", {}) for entry in ours)
 
 
 def test_deletion_cascades_by_garbage_collection(operator, kube, md) -> None:

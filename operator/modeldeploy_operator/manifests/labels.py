@@ -4,6 +4,8 @@ from modeldeploy_operator.api.v1alpha1 import GROUP
 
 MANAGED_BY = "modeldeploy-operator"
 FIELD_MANAGER = "modeldeploy-operator"
+# Holds a Deployment's replicas between our last apply with them and the HPA's first scale (kube.py).
+REPLICAS_HANDOVER_FIELD_MANAGER = "modeldeploy-handover-to-hpa"
 
 NAME_LABEL = "app.kubernetes.io/name"
 INSTANCE_LABEL = "app.kubernetes.io/instance"

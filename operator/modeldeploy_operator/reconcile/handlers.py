@@ -71,6 +71,29 @@ def _only(store: Any) -> dict[str, Any] | None:
     return next(iter(store), None) if store is not None else None
 
 
+def _scaled_deployment(namespace: str | None, hpa_spec: Mapping[str, Any]) -> Key | None:
+    """The Deployment an HPA scales; it has its ModelDeployment's name."""
+    target = hpa_spec.get("scaleTargetRef") or {}
+    if target.get("kind") == "Deployment" and str(target.get("apiVersion", "")).startswith("apps/"):
+        return (namespace or "", target["name"])
+    return None
+
+
+async def _reconcile_after_event(
+    reconciler: Reconciler, key: Key | None, indexes: Mapping[str, Any], trigger: str
+) -> None:
+    """Reconciles ModelDeployment `key`, if it exists, after an event of an object that bears on it."""
+    owner = _only(indexes["modeldeployments"].get(key)) if key else None
+    if key is None or owner is None or owner["metadata"].get("deletionTimestamp"):
+        return  # not ours, or its owner is gone and garbage collection takes the child
+    try:
+        await reconciler.reconcile(owner, children_of(key, indexes), trigger=trigger)
+    except (kopf.PermanentError, kopf.TemporaryError) as error:
+        # Event handlers are not retried; the owner's own handler retries, and the next event re-checks. The
+        # module's logger, not kopf's: kopf's would post every such warning as an Event on the object.
+        logger.warning("reconcile of %s/%s after a %s event failed: %s", *key, trigger, error)
+
+
 def children_of(key: Key, indexes: Mapping[str, Any]) -> Children:
     return Children(
         deployment=_only(indexes["owned_deployments"].get(key)),
@@ -104,10 +127,8 @@ def register(
 
     @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", registry=registry, id="autoscaled_deployments")
     def autoscaled_deployments(*, namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[Key, bool] | None:
-        target = spec.get("scaleTargetRef") or {}
-        if target.get("kind") == "Deployment" and str(target.get("apiVersion", "")).startswith("apps/"):
-            return {(namespace or "", target["name"]): True}
-        return None
+        key = _scaled_deployment(namespace, spec)
+        return {key: True} if key else None
 
     bounds: dict[str, Any] = {"registry": registry, "timeout": handler_timeout, "backoff": RETRY_BACKOFF_SECONDS}
 
@@ -130,16 +151,12 @@ def register(
         ref = _controller_ref(body)
         if type == "DELETED" and ref is not None:
             reconciler.forget(str(ref["uid"]), body.get("kind"))
-        key = _owner_key(namespace, body)
-        owner = _only(kwargs["modeldeployments"].get(key)) if key else None
-        if key is None or owner is None or owner["metadata"].get("deletionTimestamp"):
-            return  # not ours, or its owner is gone and garbage collection takes the child
-        try:
-            await reconciler.reconcile(owner, children_of(key, kwargs), trigger="child")
-        except (kopf.PermanentError, kopf.TemporaryError) as error:
-            # Event handlers are not retried; the owner's own handler retries, and the next event re-checks. The
-            # module's logger, not kopf's: kopf's would post every such warning as an Event on the child.
-            logger.warning("reconcile of %s/%s after a child's event failed: %s", *key, error)
+        await _reconcile_after_event(reconciler, _owner_key(namespace, body), kwargs, trigger="child")
+
+    # An HPA that comes or goes takes or gives back the Deployment's replicas: act on it now, not at the resync.
+    @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", registry=registry, id="autoscaler_changed")
+    async def autoscaler_changed(*, namespace: str | None, spec: kopf.Spec, **kwargs: Any) -> None:
+        await _reconcile_after_event(reconciler, _scaled_deployment(namespace, spec), kwargs, trigger="autoscaler")
 
     @kopf.on.startup(registry=registry)
     async def start_resync(*, memo: kopf.Memo, **kwargs: Any) -> None:

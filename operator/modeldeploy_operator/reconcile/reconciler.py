@@ -85,6 +85,8 @@ class Reconciler:
                 reason = needs_apply(manifest, live[kind])
                 if reason is None:
                     continue
+                if kind == "Deployment" and options.replicas_owned_by_autoscaler:
+                    await self._hand_over_replicas(md, live[kind])
                 applied = await self._api.apply(manifest)
                 self._own_writes.remember(uid, kind, applied)
                 live[kind] = applied
@@ -119,6 +121,11 @@ class Reconciler:
             pods=children.pods,
         )
         await self._write_status(body, observed)
+
+    async def _hand_over_replicas(self, md: ModelDeployment, deployment: dict[str, Any] | None) -> None:
+        replicas = ((deployment or {}).get("spec") or {}).get("replicas")
+        if replicas is not None and await self._api.hand_over_replicas(md.namespace, md.name, int(replicas)):
+            logger.info("kept Deployment %s/%s at %s replicas for its HPA", md.namespace, md.name, replicas)
 
     async def _report_unservable(self, body: dict[str, Any], children: Children, failure: Failure) -> None:
         metrics.ERRORS.labels(failure.reason).inc()
