@@ -36,7 +36,7 @@ INVALID = {
     ),
     "env sets what the operator sets": (
         {"runtime": {"env": [{"name": "A", "value": "1"}, {"name": "MODELDEPLOY_PORT", "value": "9000"}]}},
-        'spec.runtime.env[1].name: Invalid value: "MODELDEPLOY_PORT": runtime.env cannot set a variable the operator sets',
+        'spec.runtime.env[1].name: Invalid value: "MODELDEPLOY_PORT": runtime.env cannot set a variable',
     ),
     "unknown field": ({"gpus": 1}, 'unknown field "spec.gpus"'),
     "control character in env": ({"runtime": {"env": [{"name": "A", "value": "\x7f"}]}}, "spec.runtime.env[0].value"),
