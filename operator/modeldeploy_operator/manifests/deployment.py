@@ -186,7 +186,7 @@ def _runtime_env(md: ModelDeployment, delivery: ModelDelivery) -> list[dict[str,
         for name, value in {**settings, **RUNTIME_ENV_DEFAULTS}.items()
         if value is not None
     }
-    for user_var in spec.runtime.env:  # the schema keeps the user from setting ours, but for the defaults
+    for user_var in spec.runtime.env:  # may change RUNTIME_ENV_DEFAULTS; the schema refuses our other names
         env[user_var.name] = user_var.model_dump(by_alias=True, exclude_none=True)
     return list(env.values())
 
