@@ -41,6 +41,12 @@ def writes_since(cluster, before: dict[str, float]) -> dict[str, float]:
     return {labels: value - before.get(labels, 0) for labels, value in after.items() if value != before.get(labels, 0)}
 
 
+def no_namespace_terminating(cluster) -> bool:
+    """The namespaces of earlier tests are gone: the controllers' DELETEs of their objects would count here."""
+    phases = cluster.kubectl("get", "namespaces", "-o", "jsonpath={.items[*].status.phase}").stdout.split()
+    return "Terminating" not in phases
+
+
 # Short enough that the quiet minute holds several resyncs: they must write nothing either.
 RESYNC = {"MODELDEPLOY_RESYNC_PERIOD_SECONDS": "10"}
 
@@ -51,6 +57,7 @@ def test_steady_state_and_restart_write_nothing(cluster, start_operator, kube, m
     kube.wait_condition("quiet", "Ready", "True")
     template_hash = kube.get("deployment", "quiet")["spec"]["template"]
     time.sleep(5)  # let the last status write and its watch events settle
+    kube.wait_for("earlier tests' namespaces to go", lambda: no_namespace_terminating(cluster), timeout=180)
 
     before = operator_kind_writes(cluster)
     time.sleep(QUIET_SECONDS)
@@ -59,6 +66,7 @@ def test_steady_state_and_restart_write_nothing(cluster, start_operator, kube, m
     assert operator.metric("modeldeploy_reconciles_total", trigger="resync") >= 1, "resyncs ran"
 
     operator.stop()
+    kube.wait_for("earlier tests' namespaces to go", lambda: no_namespace_terminating(cluster), timeout=180)
     before = operator_kind_writes(cluster)
     restarted = start_operator(**RESYNC)
     kube.wait_for("the restarted operator reconciled", lambda: restarted.metric("modeldeploy_reconciles_total") >= 1)
