@@ -50,18 +50,7 @@ class KubeApi:
 
         Returns the applied object without its managedFields: nothing reads them, and the reconciler keeps the
         object until the watch shows it (often half of its size)."""
-        metadata = manifest["metadata"]
-        applied = await self._write(
-            lambda client: client.patch(
-                _CHILD_RESOURCES[manifest["kind"]],
-                metadata["name"],
-                manifest,
-                namespace=metadata["namespace"],
-                patch_type=PatchType.APPLY,
-                field_manager=FIELD_MANAGER,
-                force=True,
-            )
-        )
+        applied = await self._server_side_apply(manifest, FIELD_MANAGER, force=True)
         applied.metadata.managedFields = None
         return dict(applied.to_dict())
 
@@ -79,16 +68,7 @@ class KubeApi:
             "spec": {"replicas": replicas},
         }
         try:
-            await self._write(
-                lambda client: client.patch(
-                    Deployment,
-                    name,
-                    holder,
-                    namespace=namespace,
-                    patch_type=PatchType.APPLY,
-                    field_manager=REPLICAS_HANDOVER_FIELD_MANAGER,
-                )
-            )
+            await self._server_side_apply(holder, REPLICAS_HANDOVER_FIELD_MANAGER, force=False)
         except ConflictError:
             return False
         return True
@@ -136,6 +116,20 @@ class KubeApi:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+    async def _server_side_apply(self, manifest: dict[str, Any], field_manager: str, *, force: bool) -> Any:
+        metadata = manifest["metadata"]
+        return await self._write(
+            lambda client: client.patch(
+                _CHILD_RESOURCES[manifest["kind"]],
+                metadata["name"],
+                manifest,
+                namespace=metadata["namespace"],
+                patch_type=PatchType.APPLY,
+                field_manager=field_manager,
+                force=force,
+            )
+        )
 
     async def _write(self, request: Callable[[AsyncClient], Any]) -> Any:
         if self._client is None:
