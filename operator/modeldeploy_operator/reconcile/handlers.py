@@ -79,19 +79,19 @@ def _scaled_deployment(namespace: str | None, hpa_spec: Mapping[str, Any]) -> Ke
     return None
 
 
-async def _reconcile_after_event(
+async def _reconcile_from_indexes(
     reconciler: Reconciler, key: Key | None, indexes: Mapping[str, Any], trigger: str
 ) -> None:
-    """Reconciles ModelDeployment `key`, if it exists, after an event of an object that bears on it."""
+    """Reconciles ModelDeployment `key`, if it exists, outside its own handler (after another object's event, or
+    at the resync): nothing retries it, the next event or resync re-checks."""
     owner = _only(indexes["modeldeployments"].get(key)) if key else None
     if key is None or owner is None or owner["metadata"].get("deletionTimestamp"):
         return  # not ours, or its owner is gone and garbage collection takes the child
     try:
         await reconciler.reconcile(owner, children_of(key, indexes), trigger=trigger)
     except (kopf.PermanentError, kopf.TemporaryError) as error:
-        # Event handlers are not retried; the owner's own handler retries, and the next event re-checks. The
-        # module's logger, not kopf's: kopf's would post every such warning as an Event on the object.
-        logger.warning("reconcile of %s/%s after a %s event failed: %s", *key, trigger, error)
+        # The module's logger, not kopf's: kopf's would post every such warning as an Event on the object.
+        logger.warning("reconcile of %s/%s (%s) failed: %s", *key, trigger, error)
 
 
 def children_of(key: Key, indexes: Mapping[str, Any]) -> Children:
@@ -151,12 +151,12 @@ def register(
         ref = _controller_ref(body)
         if type == "DELETED" and ref is not None:
             reconciler.forget(str(ref["uid"]), body.get("kind"))
-        await _reconcile_after_event(reconciler, _owner_key(namespace, body), kwargs, trigger="child")
+        await _reconcile_from_indexes(reconciler, _owner_key(namespace, body), kwargs, trigger="child")
 
     # An HPA that comes or goes takes or gives back the Deployment's replicas: act on it now, not at the resync.
     @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", registry=registry, id="autoscaler_changed")
     async def autoscaler_changed(*, namespace: str | None, spec: kopf.Spec, **kwargs: Any) -> None:
-        await _reconcile_after_event(reconciler, _scaled_deployment(namespace, spec), kwargs, trigger="autoscaler")
+        await _reconcile_from_indexes(reconciler, _scaled_deployment(namespace, spec), kwargs, trigger="autoscaler")
 
     @kopf.on.startup(registry=registry)
     async def start_resync(*, memo: kopf.Memo, **kwargs: Any) -> None:
@@ -176,13 +176,8 @@ def register(
 async def resync_forever(reconciler: Reconciler, indexes: Mapping[str, Any], period: float) -> None:
     while True:
         await asyncio.sleep(period)
-        for key, store in list(indexes["modeldeployments"].items()):
-            owner = _only(store)
-            if owner is None or owner["metadata"].get("deletionTimestamp"):
-                continue
+        for key in list(indexes["modeldeployments"].keys()):
             try:
-                await reconciler.reconcile(owner, children_of(key, indexes), trigger="resync")
-            except (kopf.PermanentError, kopf.TemporaryError) as error:
-                logger.warning("resync of %s/%s: %s", *key, error)
+                await _reconcile_from_indexes(reconciler, key, indexes, trigger="resync")
             except Exception:  # one broken object must not stop the backstop for all the others
                 logger.exception("resync of %s/%s failed", *key)
