@@ -26,6 +26,7 @@ _FLAG_ALIASES: dict[type, dict[str, str]] = {
         "fetch_deadline_s": "--deadline-s",
         "fetch_attempts": "--attempts",
         "fetch_backoff_s": "--backoff-s",
+        "fetch_max_bytes": "--max-bytes",
     },
 }
 

@@ -1,7 +1,8 @@
 """The init container: download a model file into a directory, verify its sha256, never hang.
 
 Every connect and read is bounded by `fetch_timeout_s`, each attempt by `fetch_deadline_s`; transient
-failures are retried with exponential backoff. The file appears atomically (temp file in the same
+failures are retried with exponential backoff. Reads take what one receive brings (`read1`), so the deadline is
+checked at least every `fetch_timeout_s` even against a server that trickles a byte at a time. The file appears atomically (temp file in the same
 directory, then rename), so a crash never leaves a half-written model where the server would load it.
 """
 
@@ -127,19 +128,26 @@ def _open_source(settings: FetchSettings):  # type: ignore[no-untyped-def]
         raise
     with response:
         length = response.headers.get("Content-Length")
-        yield response, int(length) if length and length.isdigit() else None
+        total = int(length) if length and length.isascii() and length.isdigit() else None
+        if total is not None and settings.fetch_max_bytes is not None and total > settings.fetch_max_bytes:
+            raise _PermanentFailure(_too_large(total, settings.fetch_max_bytes))
+        yield response, total
 
 
 def _copy(source: BinaryIO, sink: BinaryIO, total: int | None, settings: FetchSettings) -> str:
     digest = hashlib.sha256()
     started = last_report = time.monotonic()
     received = 0
-    while chunk := source.read(_CHUNK_BYTES):
+    # read() would wait for a whole chunk, each receive within the timeout: a byte every 29 s would never end.
+    while chunk := source.read1(_CHUNK_BYTES):
         digest.update(chunk)
         sink.write(chunk)
         received += len(chunk)
+        if settings.fetch_max_bytes is not None and received > settings.fetch_max_bytes:
+            raise _PermanentFailure(_too_large(received, settings.fetch_max_bytes))
         now = time.monotonic()
         if now - started > settings.fetch_deadline_s:
+            # The socket timeout bounds one receive, this bounds the attempt: a trickle cannot outlast both.
             raise TimeoutError(f"download took longer than the deadline of {settings.fetch_deadline_s:g}s")
         if now - last_report >= _PROGRESS_EVERY_S:
             last_report = now
@@ -148,6 +156,13 @@ def _copy(source: BinaryIO, sink: BinaryIO, total: int | None, settings: FetchSe
         raise OSError(f"connection closed after {received} of {total} bytes")
     _log_progress(received, total, time.monotonic() - started)
     return digest.hexdigest()
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"the model is larger than its download limit ({size} > {limit} bytes); "
+        "raise spec.model.downloadSizeLimit"
+    )
 
 
 def _log_progress(received: int, total: int | None, elapsed_s: float) -> None:

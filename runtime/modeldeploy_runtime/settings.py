@@ -104,6 +104,9 @@ class FetchSettings(_RuntimeSettings):
     fetch_deadline_s: float = Field(3600.0, gt=0.0, description="Bound on one whole download attempt.")
     fetch_attempts: int = Field(4, ge=1, le=20)
     fetch_backoff_s: float = Field(1.0, ge=0.0, le=300.0)
+    fetch_max_bytes: int | None = Field(
+        None, gt=0, description="Largest model to download: its volume's size limit (spec.model.downloadSizeLimit)."
+    )
 
 
 def describe_validation_error(error: ValidationError, flag_names: dict[str, str]) -> str:

@@ -22,8 +22,8 @@ DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class _ModelStore(http.server.BaseHTTPRequestHandler):
-    """/model.pt serves the payload; /flaky/ fails twice first; /stall/ never sends a body; /cut/ ends its
-    chunked body mid-chunk; else 404."""
+    """/model.pt serves the payload; /flaky/ fails twice first; /stall/ never sends a body; /trickle/ sends a
+    byte every 0.2 s; /cut/ ends its chunked body mid-chunk; else 404."""
 
     failures_left = 2
 
@@ -37,6 +37,15 @@ class _ModelStore(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(PAYLOAD)))
             self.end_headers()
             time.sleep(5)
+            return
+        if self.path == "/trickle/model.pt":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PAYLOAD)))
+            self.end_headers()
+            for byte in PAYLOAD[:100]:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.2)
             return
         if self.path == "/cut/model.pt":
             self.send_response(200)
@@ -130,6 +139,27 @@ def test_a_stalled_server_times_out_instead_of_hanging(store: str, tmp_path: Pat
     assert result.returncode == 4
     assert time.monotonic() - started < 30
     assert "failed after 2 attempts" in (tmp_path / "term").read_text()
+
+
+def test_a_trickling_server_is_cut_off_at_the_deadline(store: str, tmp_path: Path) -> None:
+    # Each byte comes well within the read timeout; only the attempt's deadline can end the download.
+    result = fetch(
+        tmp_path, "--uri", f"{store}/trickle/model.pt", "--dest", str(tmp_path / "d"),
+        "--timeout-s", "5", "--deadline-s", "1", "--attempts", "1",
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert "longer than the deadline of 1s" in (tmp_path / "term").read_text()
+    assert list((tmp_path / "d").iterdir()) == []
+
+
+def test_a_model_over_its_download_limit_fails_at_once(store: str, tmp_path: Path) -> None:
+    result = fetch(tmp_path, "--uri", f"{store}/model.pt", "--dest", str(tmp_path / "d"), "--max-bytes", "1000000")
+    assert result.returncode == 4, result.stderr
+    assert "retrying in" not in result.stderr
+    assert f"the model is larger than its download limit ({len(PAYLOAD)} > 1000000 bytes)" in (
+        tmp_path / "term"
+    ).read_text()
+    assert list((tmp_path / "d").iterdir()) == []
 
 
 def test_a_chunked_body_cut_short_is_retried_then_fails_with_exit_4(store: str, tmp_path: Path) -> None:
