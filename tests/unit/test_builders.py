@@ -119,12 +119,33 @@ def test_https_model_is_fetched_by_an_init_container_with_the_checksum(make_md) 
     assert _env(fetch) == {
         "MODELDEPLOY_MODEL_URI": "https://models.example.com/v3/r50.pt2",
         "MODELDEPLOY_MODEL_DEST": "/mnt/models",
+        "MODELDEPLOY_FETCH_MAX_BYTES": str(20 * 2**30),
         "MODELDEPLOY_MODEL_SHA256": "b" * 64,
     }
     runtime = pod["containers"][0]
     assert _env(runtime)["MODELDEPLOY_MODEL_PATH"] == "/mnt/models/r50.pt2"
     assert "MODELDEPLOY_MODEL_SHA256" not in _env(runtime), "the fetch already verified it"
-    assert {"name": "model-store", "emptyDir": {}} in pod["volumes"]
+    assert {"name": "model-store", "emptyDir": {"sizeLimit": "20Gi"}} in pod["volumes"]
+
+
+def test_https_model_download_is_bounded_and_verified_against_a_ca_bundle(make_md) -> None:
+    spec = {
+        "model": {
+            "uri": "https://models.internal/r50.pt",
+            "downloadSizeLimit": "1500Mi",
+            "caBundle": {"configMapName": "internal-ca", "key": "bundle.pem"},
+        }
+    }
+    pod = _pod(build_deployment(make_md(spec), OPTIONS))
+    (fetch,) = pod["initContainers"]
+    assert _env(fetch)["MODELDEPLOY_FETCH_MAX_BYTES"] == str(1500 * 2**20)
+    assert _env(fetch)["SSL_CERT_FILE"] == "/etc/modeldeploy/model-ca/bundle.pem"
+    assert {"name": "model-ca-bundle", "mountPath": "/etc/modeldeploy/model-ca", "readOnly": True} in fetch[
+        "volumeMounts"
+    ]
+    assert {"name": "model-ca-bundle", "configMap": {"name": "internal-ca"}} in pod["volumes"]
+    assert {"name": "model-store", "emptyDir": {"sizeLimit": "1500Mi"}} in pod["volumes"]
+    assert all(mount["name"] != "model-ca-bundle" for mount in pod["containers"][0]["volumeMounts"])
 
 
 def test_https_uri_without_a_file_name_is_invalid(make_md) -> None:

@@ -58,8 +58,30 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid")
 
 
+class CaBundle(_Model):
+    """PEM certificates in a ConfigMap of the ModelDeployment's namespace (as trust-manager writes them)."""
+
+    config_map_name: Annotated[
+        str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    ] = Field(description="Name of the ConfigMap.")
+    key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)] = Field(
+        default="ca.crt", description="Key of the PEM bundle in the ConfigMap."
+    )
+
+
 class ModelSource(_Model):
     """Which model to serve and where its file comes from."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.caBundle) || self.uri.startsWith('https://')",
+                    "model.caBundle applies to https:// model URIs only",
+                )
+            ]
+        }
+    )
 
     name: DnsLabel | None = Field(
         default=None,
@@ -89,6 +111,16 @@ class ModelSource(_Model):
         default=None,
         description="Expected SHA-256 of the model file, 64 lowercase hex digits. Verified before the model "
         "is served; a mismatch stops the rollout with reason ChecksumMismatch.",
+    )
+    ca_bundle: CaBundle | None = Field(
+        default=None,
+        description="CA certificates that https:// model stores are verified against instead of the runtime "
+        "image's public ones (a store with a certificate from an internal CA).",
+    )
+    download_size_limit: Quantity = Field(
+        default="20Gi",
+        description="Most an https:// model may take on the node: the size limit of the volume it is downloaded "
+        "into. A larger download fails with reason FetchFailed before the kubelet would evict the pod.",
     )
 
 

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from modeldeploy_operator.api.quantity import parse_quantity
 from modeldeploy_operator.api.v1alpha1 import ModelDeploymentSpec
 from modeldeploy_operator.manifests.labels import common_labels, selector_labels
 from modeldeploy_operator.manifests.model import ModelDeployment
@@ -25,6 +26,8 @@ RUNTIME_COMMAND = ["python", "-m", "modeldeploy_runtime"]
 # Shutdown delay, drain grace (25 s) and connection close (5 s) fit in the pod's grace period.
 RUNTIME_ENV_DEFAULTS = {"MODELDEPLOY_SHUTDOWN_DELAY_S": "5"}
 TERMINATION_GRACE_PERIOD_SECONDS = 60
+CA_BUNDLE_VOLUME = "model-ca-bundle"
+CA_BUNDLE_MOUNT_PATH = "/etc/modeldeploy/model-ca"
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class BuildOptions:
 
 def build_deployment(md: ModelDeployment, options: BuildOptions) -> dict[str, Any]:
     spec = md.spec
-    delivery = plan_model_delivery(spec.model.uri)
+    delivery = plan_model_delivery(spec.model.uri, spec.model.download_size_limit)
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(md.name)},
         "revisionHistoryLimit": 5,
@@ -92,6 +95,9 @@ def _pod_spec(md: ModelDeployment, delivery: ModelDelivery, options: BuildOption
     }
     if delivery.fetch_uri is not None:
         pod["initContainers"] = [_fetch_container(md, delivery, image)]
+        if spec.model.ca_bundle is not None:
+            bundle = spec.model.ca_bundle
+            volumes.append({"name": CA_BUNDLE_VOLUME, "configMap": {"name": bundle.config_map_name}})
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
     if spec.image_pull_secrets:
@@ -147,12 +153,20 @@ def _runtime_container(md: ModelDeployment, delivery: ModelDelivery, image: str)
 
 
 def _fetch_container(md: ModelDeployment, delivery: ModelDelivery, image: str) -> dict[str, Any]:
+    model = md.spec.model
     env = [
         {"name": "MODELDEPLOY_MODEL_URI", "value": delivery.fetch_uri},
         {"name": "MODELDEPLOY_MODEL_DEST", "value": delivery.mounts[0]["mountPath"]},
+        # The download stops, with a reason the status shows, before the kubelet would evict the pod for it.
+        {"name": "MODELDEPLOY_FETCH_MAX_BYTES", "value": str(int(parse_quantity(model.download_size_limit)))},
     ]
-    if md.spec.model.sha256:
-        env.append({"name": "MODELDEPLOY_MODEL_SHA256", "value": md.spec.model.sha256})
+    if model.sha256:
+        env.append({"name": "MODELDEPLOY_MODEL_SHA256", "value": model.sha256})
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}, *(dict(mount) for mount in delivery.mounts)]
+    if model.ca_bundle is not None:
+        # Python's default TLS context reads SSL_CERT_FILE: the bundle replaces the image's public CAs.
+        env.append({"name": "SSL_CERT_FILE", "value": f"{CA_BUNDLE_MOUNT_PATH}/{model.ca_bundle.key}"})
+        mounts.append({"name": CA_BUNDLE_VOLUME, "mountPath": CA_BUNDLE_MOUNT_PATH, "readOnly": True})
     return {
         "name": FETCH_CONTAINER,
         "image": image,
@@ -162,7 +176,7 @@ def _fetch_container(md: ModelDeployment, delivery: ModelDelivery, image: str) -
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "securityContext": _container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(dict(mount) for mount in delivery.mounts)],
+        "volumeMounts": mounts,
     }
 
 

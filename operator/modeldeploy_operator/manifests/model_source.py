@@ -22,7 +22,7 @@ class ModelDelivery:
     verify_in_runtime: bool = False  # the runtime checks sha256 itself when nothing fetched (and checked) it
 
 
-def plan_model_delivery(uri: str) -> ModelDelivery:
+def plan_model_delivery(uri: str, download_size_limit: str | int = "20Gi") -> ModelDelivery:
     # pvc:// and file:// name files, not URLs: '?', '#' and '%' are parts of the file's name.
     scheme, _, location = uri.partition("://")
     if scheme == "pvc":
@@ -39,7 +39,8 @@ def plan_model_delivery(uri: str) -> ModelDelivery:
             raise InvalidSpecError(f"spec.model.uri: {uri!r} must end in a file name")
         return ModelDelivery(
             model_path=posixpath.join(MODEL_MOUNT_PATH, file_name),
-            volumes=[{"name": MODEL_VOLUME, "emptyDir": {}}],
+            # Bounded, so a model larger than expected cannot fill the node's disk and get other pods evicted.
+            volumes=[{"name": MODEL_VOLUME, "emptyDir": {"sizeLimit": str(download_size_limit)}}],
             mounts=[{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH}],
             fetch_uri=uri,
         )
