@@ -2,8 +2,9 @@
 
 Every connect and read is bounded by `fetch_timeout_s`, each attempt by `fetch_deadline_s`; transient
 failures are retried with exponential backoff. Reads take what one receive brings (`read1`), so the deadline is
-checked at least every `fetch_timeout_s` even against a server that trickles a byte at a time. The file appears atomically (temp file in the same
-directory, then rename), so a crash never leaves a half-written model where the server would load it.
+checked at least every `fetch_timeout_s` even against a server that trickles a byte at a time. The file appears
+atomically (temp file in the same directory, then rename), so a crash never leaves a half-written model where the
+server would load it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import io
 import logging
 import os
 import posixpath
@@ -134,7 +136,7 @@ def _open_source(settings: FetchSettings):  # type: ignore[no-untyped-def]
         yield response, total
 
 
-def _copy(source: BinaryIO, sink: BinaryIO, total: int | None, settings: FetchSettings) -> str:
+def _copy(source: io.BufferedIOBase, sink: BinaryIO, total: int | None, settings: FetchSettings) -> str:
     digest = hashlib.sha256()
     started = last_report = time.monotonic()
     received = 0
@@ -159,10 +161,7 @@ def _copy(source: BinaryIO, sink: BinaryIO, total: int | None, settings: FetchSe
 
 
 def _too_large(size: int, limit: int) -> str:
-    return (
-        f"the model is larger than its download limit ({size} > {limit} bytes); "
-        "raise spec.model.downloadSizeLimit"
-    )
+    return f"the model is larger than its download limit ({size} > {limit} bytes); raise spec.model.downloadSizeLimit"
 
 
 def _log_progress(received: int, total: int | None, elapsed_s: float) -> None:
