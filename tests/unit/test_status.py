@@ -128,6 +128,23 @@ def test_crash_loop_reports_the_exit_code_and_last_log_line() -> None:
     )
 
 
+def test_a_crashed_container_running_again_still_reports_why_until_it_is_ready() -> None:
+    # Between restarts a real kubelet shows the container running (not ready) with the last exit beside it.
+    restarted = {**_crash("runtime", 3, "ModelLoadFailed: not a TorchScript archive"), "state": {"running": {}}}
+    assert find_failure({}, [_pod(containerStatuses=[{**restarted, "ready": False}])]) == Failure(
+        "ModelLoadFailed", "ModelLoadFailed: not a TorchScript archive"
+    )
+    assert find_failure({}, [_pod(containerStatuses=[{**restarted, "ready": True}])]) is None
+
+
+def test_an_oom_kill_names_the_kubelets_reason() -> None:
+    oom = _crash("runtime", 137)
+    oom["lastState"]["terminated"]["reason"] = "OOMKilled"
+    assert find_failure({}, [_pod(containerStatuses=[oom])]) == Failure(
+        "CrashLoopBackOff", "container runtime keeps exiting with exit code 137 (OOMKilled)"
+    )
+
+
 def test_fetch_failures_are_named() -> None:
     checksum = _pod(initContainerStatuses=[_crash("fetch-model", 5, "ChecksumMismatch: expected aa, got bb")])
     fetch = _pod(

@@ -205,8 +205,10 @@ def _container_failure(container: Mapping[str, Any], init: bool) -> Failure | No
         return Failure("CreateContainerConfigError", f"container {name}: {waiting.get('message') or reason}")
     terminated = state.get("terminated") or (container.get("lastState") or {}).get("terminated") or {}
     exit_code = terminated.get("exitCode")
-    crashed = reason == "CrashLoopBackOff" or (init and exit_code not in (None, 0))
-    if not crashed:
+    # A real kubelet shows CrashLoopBackOff only between restarts; while the container runs again, not ready yet,
+    # its last exit still says why it keeps failing.
+    failed_last_time = exit_code not in (None, 0) and (init or not container.get("ready"))
+    if not (reason == "CrashLoopBackOff" or failed_last_time):
         return None
     message = (terminated.get("message") or "").strip()
     if exit_code == EXIT_MODEL_LOAD_FAILED and name == RUNTIME_CONTAINER:
@@ -215,7 +217,8 @@ def _container_failure(container: Mapping[str, Any], init: bool) -> Failure | No
         return Failure("ChecksumMismatch", message or "the model file does not match spec.model.sha256")
     if exit_code == EXIT_FETCH_FAILED and name == FETCH_CONTAINER:
         return Failure("FetchFailed", message or "the model could not be downloaded from spec.model.uri")
-    detail = f": {_last_line(message)}" if message else ""
+    # The kubelet's reason (OOMKilled) says more than an exit code, and an OOM kill leaves no message.
+    detail = f": {_last_line(message)}" if message else f" ({terminated['reason']})" if terminated.get("reason") else ""
     code = f" with exit code {exit_code}" if exit_code is not None else ""
     return Failure("CrashLoopBackOff", f"container {name} keeps exiting{code}{detail}")
 
