@@ -801,6 +801,8 @@ def main(argv: list[str] | None = None) -> int:
             gpu_nodes=settings.gpu_nodes,
             gpus_per_node=GPUS_PER_NODE,
             cpu_nodes=0,
+            # The benchmark measures scheduling onto simulated GPU nodes: no pod needs a real container.
+            real_node=False,
             controller_manager_qps=settings.controller_manager_qps,
             controller_manager_burst=settings.controller_manager_burst,
         )

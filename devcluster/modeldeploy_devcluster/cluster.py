@@ -1,14 +1,17 @@
 """`LocalCluster`: bring the whole control plane up on loopback, find it again, and take it down.
 
 Order of start: PKI and kubeconfigs, etcd, kube-apiserver, kwok's RBAC, then kube-controller-manager,
-kube-scheduler and kwok, then the simulated nodes. The state file is rewritten after every process start,
-so even an `up` that fails half-way leaves a record `down` can stop exactly.
+kube-scheduler and kwok, then the simulated nodes, then the real node (containerd, the apiserver's forwarder,
+kubelet, kube-proxy). The state file is rewritten after every process start and before the real node changes the
+machine, so even an `up` that fails half-way leaves a record `down` can stop and undo exactly.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import ssl
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -23,11 +26,12 @@ from lightkube.resources.core_v1 import Node, ServiceAccount
 from lightkube.types import PatchType
 from pydantic import BaseModel, ConfigDict
 
-from . import kwok
+from . import host, images, kwok, real_node
 from .binaries import ensure_binaries
 from .components import (
     APISERVER_HOSTS,
     FRONT_PROXY_CLIENT,
+    KUBELET_CLIENT,
     LOOPBACK,
     ClusterPaths,
     Ports,
@@ -43,6 +47,7 @@ from .kubeconfig import client_cert_kubeconfig, write_kubeconfig
 from .nodes import node_manifests
 from .pki import CertificateAuthority, ServiceAccountSigningKey, write_private
 from .processes import ProcessRecord, is_running, log_tail, start_process, stop_processes
+from .real_node import REAL_NODE_NAME, NodePaths, NodePorts
 from .waiting import wait_until
 
 # Marks a directory as ours, so `down` never deletes a directory it did not create.
@@ -56,6 +61,15 @@ class ClusterStartError(RuntimeError):
     """The cluster did not come up; the message says which part and quotes its log."""
 
 
+class RealNodeState(BaseModel):
+    """The real node's ports, and the machine as it was before the node changed it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ports: NodePorts
+    host: host.HostRecord
+
+
 class ClusterState(BaseModel):
     """What `up` leaves in the state directory for `down` and `status`."""
 
@@ -65,6 +79,7 @@ class ClusterState(BaseModel):
     ports: Ports
     config: ClusterConfig
     processes: list[ProcessRecord]
+    real_node: RealNodeState | None = None
 
 
 def _stderr(message: str) -> None:
@@ -76,6 +91,7 @@ class LocalCluster:
 
     def __init__(self, state_dir: Path, config: ClusterConfig | None = None) -> None:
         self.paths = ClusterPaths(state_dir.resolve())
+        self.node_paths = NodePaths(self.paths.state_dir / "node")
         self.config = config or ClusterConfig()
 
     # -- finding a cluster again -------------------------------------------------------------------
@@ -116,17 +132,32 @@ class LocalCluster:
         return self.start(), False
 
     def down(self) -> list[str]:
-        """Stop exactly the recorded processes and remove the state directory; returns what was stopped."""
+        """Stop exactly the recorded processes, undo the real node's changes to the machine and remove the state
+        directory; returns what was stopped."""
         state = self.load_state()
-        records = state.processes if state else []
-        stopped = [record.name for record in records if is_running(record)]
-        # Clients first, etcd last: the reverse of the start order.
-        killed = stop_processes(records[::-1])
-        if killed:
-            _stderr(f"needed SIGKILL: {', '.join(killed)}")
+        stopped = [record.name for record in state.processes if is_running(record)] if state else []
+        if state is not None:
+            self._stop(state)
         if (self.paths.state_dir / OWNER_MARKER).exists():
             shutil.rmtree(self.paths.state_dir)
         return stopped
+
+    def _stop(self, state: ClusterState) -> None:
+        # Clients first, etcd last: the reverse of the start order.
+        killed = stop_processes(state.processes[::-1])
+        if killed:
+            _stderr(f"needed SIGKILL: {', '.join(killed)}")
+        if state.real_node is not None:
+            host.restore(state.real_node.host, self.node_paths)
+
+    def import_images(self, built: list[images.BuiltImage]) -> bool:
+        """Import images into the running cluster's real node; False when no such node runs here."""
+        state = self.load_state()
+        if state is None or state.real_node is None or self.running() is None:
+            return False
+        for image in built:
+            images.import_into(state.bin_dir / "ctr", self.node_paths.containerd_socket, image)
+        return True
 
     def start(self) -> ClusterConnection:
         """Start a fresh cluster in an empty (or missing) state directory and wait until it is usable."""
@@ -142,7 +173,7 @@ class LocalCluster:
             self._write_files(state.ports)
             state = self._start_control_plane(state)
         except BaseException:
-            stop_processes((self.load_state() or state).processes[::-1])
+            self._stop(self.load_state() or state)
             _stderr(f"start failed; logs kept in {self.paths.logs} (`down` removes them)")
             raise
         _stderr(f"cluster ready in {time.monotonic() - started:.1f}s at https://{LOOPBACK}:{state.ports.apiserver}")
@@ -165,6 +196,7 @@ class LocalCluster:
         front_proxy_ca = CertificateAuthority("modeldeploy-devcluster-front-proxy-ca")
         front_proxy_ca.key_pair.write(paths.pki, "front-proxy-ca")
         front_proxy_ca.issue_client(FRONT_PROXY_CLIENT).write(paths.pki, FRONT_PROXY_CLIENT)
+        ca.issue_client(KUBELET_CLIENT).write(paths.pki, KUBELET_CLIENT)
         signing_key = ServiceAccountSigningKey.generate()
         write_private(paths.pem("service-account", "key"), signing_key.private_pem)
         paths.pem("service-account", "pub").write_bytes(signing_key.public_pem)
@@ -192,15 +224,29 @@ class LocalCluster:
             if component != "kwok":
                 ca.issue_serving(component).write(paths.pki, component)
         paths.kwok_config.write_text(yaml.safe_dump_all(kwok.stages(), sort_keys=False))
+        if self.config.real_node:
+            ca.issue_serving(REAL_NODE_NAME, (real_node.NODE_IP, REAL_NODE_NAME)).write(paths.pki, "kubelet")
+            # The Node authorizer knows a kubelet by this name and group; kube-proxy's user has system:node-proxier.
+            for component, user, groups in (
+                ("kubelet", f"system:node:{REAL_NODE_NAME}", ("system:nodes",)),
+                ("kube-proxy", "system:kube-proxy", ()),
+            ):
+                client_pair = ca.issue_client(user, groups=groups)
+                write_kubeconfig(
+                    paths.component_kubeconfig(component),
+                    client_cert_kubeconfig(server, ca_pem, user, client_pair.cert_pem, client_pair.key_pem),
+                )
 
     def _save(self, state: ClusterState) -> None:
         temporary = self.paths.state_file.with_suffix(".tmp")
         temporary.write_text(state.model_dump_json(indent=2))
         temporary.replace(self.paths.state_file)
 
-    def _spawn(self, state: ClusterState, name: str, argv: list[str]) -> ClusterState:
+    def _spawn(
+        self, state: ClusterState, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> ClusterState:
         _stderr(f"starting {name}")
-        record = start_process(name, argv, self.paths.logs / f"{name}.log", cwd=self.paths.state_dir)
+        record = start_process(name, argv, self.paths.logs / f"{name}.log", cwd=self.paths.state_dir, env=env)
         state = state.model_copy(update={"processes": [*state.processes, record]})
         self._save(state)
         return state
@@ -213,7 +259,7 @@ class LocalCluster:
         self._wait(state, "kube-apiserver /readyz", lambda: self._apiserver_ready(ports))
 
         client = self._connection(bin_dir).client()
-        for manifest in kwok.access_manifests():
+        for manifest in [*kwok.access_manifests(), real_node.apiserver_kubelet_access()]:
             client.apply(from_dict(manifest), force=True)
         state = self._spawn(
             state, "kube-controller-manager", controller_manager_argv(bin_dir, paths, ports, self.config)
@@ -224,10 +270,49 @@ class LocalCluster:
 
         self._wait(state, "kube-controller-manager /healthz", lambda: self._healthz(ports.controller_manager))
         self._wait(state, "kube-scheduler /healthz", lambda: self._healthz(ports.scheduler))
-        expected_nodes = {manifest["metadata"]["name"] for manifest in node_manifests(self.config)}
-        self._wait(state, f"{len(expected_nodes)} nodes Ready", lambda: _ready_nodes(client) >= expected_nodes)
         self._wait(state, "ServiceAccount default/default", lambda: _service_account_exists(client))
+        expected_nodes = {manifest["metadata"]["name"] for manifest in node_manifests(self.config)}
+        if self.config.real_node:
+            state = self._start_real_node(state, client)
+            expected_nodes.add(REAL_NODE_NAME)
+        self._wait(state, f"{len(expected_nodes)} nodes Ready", lambda: _ready_nodes(client) >= expected_nodes)
         return state
+
+    def _start_real_node(self, state: ClusterState, client: Client) -> ClusterState:
+        paths, bin_dir = self.node_paths, state.bin_dir
+        record = host.prepare(paths)
+        ports = NodePorts.allocate()
+        state = state.model_copy(update={"real_node": RealNodeState(ports=ports, host=record)})
+        self._save(state)
+        host.create_network()
+        pki = self.paths.pem
+        files = {
+            paths.containerd_config: real_node.containerd_config(paths, bin_dir),
+            paths.registry_hosts / "_default" / "hosts.toml": real_node.registry_hosts_toml(),
+            paths.cni_config_dir / "10-devcluster.conflist": real_node.cni_config(paths),
+            paths.kubelet_config: real_node.kubelet_config(
+                paths, ports, pki("ca", "crt"), pki("kubelet", "crt"), pki("kubelet", "key")
+            ),
+            paths.kube_proxy_config: real_node.kube_proxy_config(self.paths.component_kubeconfig("kube-proxy"), ports),
+        }
+        for path, content in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+        # containerd finds its shim next to itself, the shim finds runc in /usr/sbin; kubelet needs mount and iptables.
+        env = {**os.environ, "PATH": f"{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+        state = self._spawn(state, "containerd", real_node.containerd_argv(bin_dir, paths), env)
+        ctr = [str(bin_dir / "ctr"), "--address", str(paths.containerd_socket)]
+        self._wait(state, "containerd", lambda: _succeeds([*ctr, "version"]))
+        images.import_into(bin_dir / "ctr", paths.containerd_socket, images.pause_image(bin_dir))
+        state = self._spawn(state, "apiserver-forwarder", real_node.apiserver_forwarder_argv(state.ports.apiserver))
+        client.apply(from_dict(real_node.kubernetes_endpoint_slice(state.ports.apiserver)), force=True)
+        state = self._spawn(
+            state,
+            "kubelet",
+            real_node.kubelet_argv(bin_dir, paths, self.paths.component_kubeconfig("kubelet")),
+            env,
+        )
+        return self._spawn(state, "kube-proxy", real_node.kube_proxy_argv(bin_dir, paths), env)
 
     def _create_nodes(self, client: Client) -> None:
         # Nodes are applied whole, then their status (capacity, addresses) through the status
@@ -282,6 +367,10 @@ class LocalCluster:
             return False
         health: dict[str, Any] = response.json()
         return health.get("health") == "true"
+
+
+def _succeeds(argv: list[str]) -> bool:
+    return subprocess.run(argv, capture_output=True, check=False).returncode == 0
 
 
 def _ready_nodes(client: Client) -> set[str]:

@@ -10,6 +10,7 @@ import socket
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,6 +23,8 @@ SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 # The first address of the service range: the `kubernetes` Service's ClusterIP, in the serving cert.
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 FRONT_PROXY_CLIENT = "front-proxy-client"
+# The apiserver's identity towards kubelets, bound to system:kubelet-api-admin as kubeadm does.
+KUBELET_CLIENT = "kube-apiserver-kubelet-client"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 APISERVER_HOSTS = (
     LOOPBACK,
@@ -34,19 +37,13 @@ APISERVER_HOSTS = (
 )
 
 
-class Ports(BaseModel):
-    """The loopback ports of one cluster."""
+class FreePorts(BaseModel):
+    """A set of named ports, one per field, chosen free on loopback."""
 
     model_config = ConfigDict(frozen=True)
 
-    etcd_client: int
-    etcd_peer: int
-    apiserver: int
-    controller_manager: int
-    scheduler: int
-
     @classmethod
-    def allocate(cls) -> Ports:
+    def allocate(cls) -> Self:
         """Ports the kernel reports free right now, distinct because all are held until all are chosen."""
         names = list(cls.model_fields)
         with ExitStack() as stack:
@@ -54,6 +51,16 @@ class Ports(BaseModel):
             for sock in sockets:
                 sock.bind((LOOPBACK, 0))
             return cls(**{name: sock.getsockname()[1] for name, sock in zip(names, sockets, strict=True)})
+
+
+class Ports(FreePorts):
+    """The loopback ports of one cluster."""
+
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,12 @@ def apiserver_argv(bin_dir: Path, paths: ClusterPaths, ports: Ports) -> list[str
         "--endpoint-reconciler-type=none",
         "--allow-privileged=true",
         "--profiling=false",
+        # logs, exec and port-forward reach a kubelet at its node's InternalIP, verified by the cluster CA. Any other
+        # address type would make the apiserver look the node's name up in the machine's DNS: traffic off the machine.
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-certificate-authority={paths.pem('ca', 'crt')}",
+        f"--kubelet-client-certificate={paths.pem(KUBELET_CLIENT, 'crt')}",
+        f"--kubelet-client-key={paths.pem(KUBELET_CLIENT, 'key')}",
     ]
 
 

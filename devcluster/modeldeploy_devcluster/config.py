@@ -47,6 +47,10 @@ class ClusterConfig(BaseModel):
     ] = None
     scheduler_qps: Annotated[float | None, Field(gt=0, description="kube-scheduler --kube-api-qps")] = None
     scheduler_burst: Annotated[int | None, Field(ge=1, description="kube-scheduler --kube-api-burst")] = None
+    real_node: Annotated[
+        bool,
+        Field(description="a real worker node beside the simulated ones (kubelet, containerd, kube-proxy; needs root)"),
+    ] = True
 
     @model_validator(mode="after")
     def _has_a_node(self) -> ClusterConfig:

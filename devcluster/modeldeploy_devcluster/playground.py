@@ -1,112 +1,135 @@
-"""The local playground behind `make dev`: a real control plane with simulated GPU nodes, the CRD, the operator,
-a sample ModelDeployment going Ready, and the real runtime serving the sample's model with one inference request.
+"""The local playground behind `make dev`: a real control plane with simulated GPU nodes and one real node, the
+project's images built from its Dockerfiles, the chart's operator running as a pod, and sample ModelDeployments:
+one served for real on the real node and answering an inference request through its Service, one scheduled onto
+the simulated GPU nodes.
 
     python -m modeldeploy_devcluster.playground up [--once]   # Ctrl-C (or `down`) stops everything
     python -m modeldeploy_devcluster.playground down
-
-Simulated nodes run no containers, so the runtime the ModelDeployment describes runs here, as a local process.
 """
 
 import argparse
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+import yaml
 
+from modeldeploy_devcluster import images
 from modeldeploy_devcluster.cluster import LocalCluster
 from modeldeploy_devcluster.connection import ClusterConnection
-from modeldeploy_devcluster.local_operator import environ_without_ours, free_port, operator_argv
-from modeldeploy_devcluster.processes import ProcessRecord, is_running, log_tail, start_process, stop_processes
+from modeldeploy_devcluster.images import LocalImages
+from modeldeploy_devcluster.real_node import real_node_scheduling
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "examples" / "iris-classifier.yaml"
-SAMPLE_NAMESPACE, SAMPLE_NAME = "playground", "iris-classifier"
-READY_TIMEOUT_SECONDS = 120
-
-
-class PlaygroundState(BaseModel):
-    processes: list[ProcessRecord]
+CHART = REPO / "charts" / "modeldeploy"
+NAMESPACE = "playground"
+OPERATOR_NAMESPACE = "modeldeploy-system"
+RELEASE = "modeldeploy"
+# Served for real: its pods run the runtime image on the real node, reading the model from a PersistentVolume.
+SAMPLE = REPO / "examples" / "playground" / "iris-cpu.yaml"
+SAMPLE_NAME = "iris-cpu"
+MODEL_CLAIM = "playground-models"
+MODEL_FILE = "iris-classifier.pt"
+# Scheduled onto the simulated H100s: GPU placement, no container.
+GPU_SAMPLE = REPO / "examples" / "iris-classifier.yaml"
+GPU_SAMPLE_NAME = "iris-classifier"
+READY_TIMEOUT_SECONDS = 300
 
 
 def _say(message: str) -> None:
     print(f"playground: {message}", file=sys.stderr, flush=True)
 
 
-def _wait(what: str, record: ProcessRecord, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_running(record):
-            raise SystemExit(f"playground: {record.name} exited while {what}:\n{log_tail(record)}")
-        if check():
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"playground: timed out {what}:\n{log_tail(record)}")
+def chart_values(local: LocalImages) -> dict[str, Any]:
+    """The chart's values for the local images, with the operator on the real node (one replica)."""
+    repository, tag = local.operator.rsplit(":", 1)
+    return {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "replicaCount": 1,
+        "operator": {"runtimeImage": local.runtime, "logFormat": "text"},
+        **real_node_scheduling(),
+    }
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
+def model_volume(claim: str, namespace: str, directory: Path) -> list[dict[str, Any]]:
+    """A hostPath PersistentVolume on the real node (the machine's `directory`), bound to `claim` only."""
+    volume_name = f"{namespace}-{claim}"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume_name},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadOnlyMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": str(directory), "type": "Directory"},
+                "claimRef": {"namespace": namespace, "name": claim},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim, "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadOnlyMany"],
+                "storageClassName": "",
+                "volumeName": volume_name,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    ]
 
 
-def _spawn(
-    state_dir: Path, records: list[ProcessRecord], name: str, argv: list[str], env: Mapping[str, str]
-) -> ProcessRecord:
-    """Start a process and record it in playground.json at once, so `down` finds it even when `up` fails
-    (or is interrupted) while waiting for it."""
-    record = start_process(name, argv, state_dir / "logs" / f"{name}.log", cwd=REPO, env=env)
-    records.append(record)
-    (state_dir / "playground.json").write_text(PlaygroundState(processes=records).model_dump_json())
-    return record
+def service_url(connection: ClusterConnection, namespace: str, name: str) -> str:
+    """http://CLUSTER-IP:PORT of a ModelDeployment's Service, reachable from the machine through kube-proxy."""
+    service = json.loads(connection.kubectl("get", "service", name, "-n", namespace, "-o", "json").stdout)
+    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
 
 
-def _start_operator(state_dir: Path, records: list[ProcessRecord], connection: ClusterConnection) -> None:
-    health, metrics = free_port(), free_port()
-    env = {**environ_without_ours(), "KUBECONFIG": str(connection.kubeconfig)}
-    record = _spawn(state_dir, records, "operator", operator_argv(health, metrics), env)
-    _wait("starting the operator", record, lambda: _answers(f"http://127.0.0.1:{health}/healthz"), 60)
-    _say(f"operator running (metrics at http://127.0.0.1:{metrics}/metrics)")
+def install_operator(
+    connection: ClusterConnection,
+    values: dict[str, Any],
+    work_dir: Path,
+    *,
+    release: str = RELEASE,
+    namespace: str = OPERATOR_NAMESPACE,
+) -> None:
+    """`helm upgrade --install` of the chart, waiting until the operator's pods are Ready."""
+    values_file = work_dir / f"{release}-values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    helm = [str(connection.bin_dir / "helm"), f"--kubeconfig={connection.kubeconfig}"]
+    result = subprocess.run(
+        [*helm, "upgrade", "--install", release, str(CHART), "--namespace", namespace, "--create-namespace",
+         "--values", str(values_file), "--wait", "--timeout", "5m"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"helm install of {release} failed:\n{result.stderr}")
 
 
-def _start_runtime(state_dir: Path, records: list[ProcessRecord]) -> str:
-    model = state_dir / "models" / "iris-classifier.pt"
+def _build_model(directory: Path) -> None:
+    model = directory / MODEL_FILE
     if not model.exists():
+        directory.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [sys.executable, str(REPO / "examples/models/build_example_model.py"), "--out", str(model)],
             check=True,
             stdout=subprocess.DEVNULL,
         )
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "modeldeploy_runtime",
-        "serve",
-        "--model-name",
-        SAMPLE_NAME,
-        "--model-path",
-        str(model),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--termination-log",
-        str(state_dir / "runtime.termination-log"),
-    ]
-    record = _spawn(state_dir, records, "runtime", argv, environ_without_ours())
-    url = f"http://127.0.0.1:{port}"
-    _wait("loading the model", record, lambda: _answers(f"{url}/v2/health/ready"), 120)
-    return url
+    # The runtime runs as 65532 and reads the claim read-only.
+    directory.chmod(0o755)
+    model.chmod(0o644)
 
 
 def _infer(url: str) -> tuple[str, dict[str, Any]]:
@@ -123,31 +146,47 @@ def _infer(url: str) -> tuple[str, dict[str, Any]]:
         return payload, json.loads(response.read())
 
 
+def _wait_ready(connection: ClusterConnection, name: str) -> None:
+    connection.kubectl(
+        "wait",
+        "--for=condition=Ready",
+        f"md/{name}",
+        "-n",
+        NAMESPACE,
+        f"--timeout={READY_TIMEOUT_SECONDS}s",
+        timeout=READY_TIMEOUT_SECONDS + 10,
+    )
+
+
 def up(state_dir: Path, once: bool) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     down(state_dir, quiet=True)  # a playground left over from a killed run
-    connection, _ = LocalCluster(state_dir / "cluster").up()
-    records: list[ProcessRecord] = []
+    _say("building the images (cached by their inputs; the first build downloads torch)")
+    runtime, operator = images.build_all()
+    local = LocalImages(runtime=runtime.reference, operator=operator.reference)
+    cluster = LocalCluster(state_dir / "cluster")
+    connection, _ = cluster.up()
     try:
-        connection.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-        connection.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.serving.modeldeploy.dev")
-        _start_operator(state_dir, records, connection)
-        connection.kubectl("create", "namespace", SAMPLE_NAMESPACE, check=False)
-        connection.kubectl("apply", "-f", str(SAMPLE))
-        _say(f"applied {SAMPLE.relative_to(REPO)}; waiting for Ready")
-        connection.kubectl(
-            "wait",
-            "--for=condition=Ready",
-            f"md/{SAMPLE_NAME}",
-            "-n",
-            SAMPLE_NAMESPACE,
-            f"--timeout={READY_TIMEOUT_SECONDS}s",
-            timeout=READY_TIMEOUT_SECONDS + 10,
-        )
-        print(connection.kubectl("get", "md,deployment,service,pods", "-n", SAMPLE_NAMESPACE, "-o", "wide").stdout)
-        url = _start_runtime(state_dir, records)
+        cluster.import_images([runtime, operator])
+        _say(f"installing the chart with {local.operator} (the operator runs as a pod on the real node)")
+        install_operator(connection, chart_values(local), state_dir)
+        connection.kubectl("create", "namespace", NAMESPACE, check=False)
+        models = state_dir / "models"
+        _build_model(models)
+        connection.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(model_volume(MODEL_CLAIM, NAMESPACE, models)))
+        applied = time.monotonic()
+        connection.kubectl("apply", "-f", str(SAMPLE), "-f", str(GPU_SAMPLE))
+        _say(f"applied {SAMPLE.relative_to(REPO)} and {GPU_SAMPLE.relative_to(REPO)}; waiting for Ready")
+        _wait_ready(connection, GPU_SAMPLE_NAME)
+        _wait_ready(connection, SAMPLE_NAME)
+        url = service_url(connection, NAMESPACE, SAMPLE_NAME)
         payload, answer = _infer(url)
-        print(f"inference through the real runtime ({url}):\n  request:  {payload}\n  response: {json.dumps(answer)}")
+        seconds = time.monotonic() - applied
+        print(connection.kubectl("get", "md,deployment,service,pods", "-n", NAMESPACE, "-o", "wide").stdout)
+        print(
+            f"inference through the Service {url} (the runtime in a pod on the real node), "
+            f"{seconds:.0f} s after kubectl apply:\n  request:  {payload}\n  response: {json.dumps(answer)}"
+        )
         print(_next_steps(connection, url))
         if not once:
             _say("running; Ctrl-C stops everything")
@@ -155,8 +194,8 @@ def up(state_dir: Path, once: bool) -> None:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: stop.set())
             while not stop.wait(1):
-                if not all(is_running(r) for r in records):
-                    _say("a playground process exited; stopping")
+                if cluster.running() is None:
+                    _say("a cluster process exited; stopping")
                     break
     finally:
         down(state_dir, quiet=False)
@@ -167,9 +206,9 @@ def _next_steps(connection: ClusterConnection, url: str) -> str:
 Next, in another shell:
   {connection.export_lines().strip().replace(chr(10), chr(10) + "  ")}
   kubectl get md -A                                  # Model, GPUs, Ready, Status, URL
-  kubectl describe md {SAMPLE_NAME} -n {SAMPLE_NAMESPACE}
-  kubectl scale md/{SAMPLE_NAME} -n {SAMPLE_NAMESPACE} --replicas=3
-  kubectl apply -f examples/cpu-classifier.yaml
+  kubectl describe md {SAMPLE_NAME} -n {NAMESPACE}
+  kubectl logs -n {NAMESPACE} deploy/{SAMPLE_NAME}   # the runtime's log, from the real node
+  kubectl scale md/{SAMPLE_NAME} -n {NAMESPACE} --replicas=2
   curl -s {url}/v2/models/{SAMPLE_NAME}
   curl -s -H 'Content-Type: application/json' {url}/v2/models/{SAMPLE_NAME}/infer \\
        -d '{{"inputs":[{{"name":"features","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}}]}}'
@@ -177,14 +216,10 @@ Next, in another shell:
 
 
 def down(state_dir: Path, quiet: bool = False) -> None:
-    state_file = state_dir / "playground.json"
-    if state_file.exists():
-        state = PlaygroundState.model_validate_json(state_file.read_text())
-        stop_processes(list(reversed(state.processes)))
-        state_file.unlink()
     cluster = LocalCluster(state_dir / "cluster")
     if cluster.load_state() is not None:
         cluster.down()
+    shutil.rmtree(state_dir / "models", ignore_errors=True)
     if not quiet:
         _say("stopped")
 

@@ -43,7 +43,20 @@ def _listening_addresses(pids: list[int]) -> set[str]:
 @pytest.mark.cluster
 def test_up_prints_exports_reuses_a_running_cluster_and_down_leaves_no_process(tmp_path: Path) -> None:
     state_dir = tmp_path / "cluster"
-    up = _cli("up", "--state-dir", str(state_dir), "--gpu-nodes", "1", "--gpus-per-node", "4", "--cpu-nodes", "0")
+    # A second cluster on the machine: the session's cluster holds the one real node a machine can have.
+    up = _cli(
+        "up",
+        "--state-dir",
+        str(state_dir),
+        "--gpu-nodes",
+        "1",
+        "--gpus-per-node",
+        "4",
+        "--cpu-nodes",
+        "0",
+        "--real-node",
+        "false",
+    )
     assert up.returncode == 0, up.stderr
     export_kubeconfig, export_path = up.stdout.splitlines()
     assert export_kubeconfig == f"export KUBECONFIG={state_dir / 'kubeconfig'}"
