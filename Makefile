@@ -22,13 +22,17 @@ $(VENV)/.installed: pyproject.toml
 .PHONY: venv
 venv: $(VENV)/.installed ## Create .venv with the operator, runtime and dev dependencies
 
+.PHONY: host-packages
+host-packages: ## Install the Debian packages the real node and image builds need (runc, iptables, buildah...), if missing
+	@devcluster/install-host-packages.sh
+
 .PHONY: binaries
-binaries: ## Build (once, cached outside the repo) etcd, kube-*, kubectl, kwok and helm
+binaries: host-packages ## Build (once, cached outside the repo) etcd, kube-*, kubelet, containerd, CNI, kwok and helm
 	devcluster/build-binaries.sh >/dev/null
 
 .PHONY: cluster-up
-cluster-up: venv binaries ## Start the local control plane with simulated GPU nodes: eval "$(make -s cluster-up)"
-	@$(PY) -m modeldeploy_devcluster up --state-dir $(CLUSTER_STATE)
+cluster-up: venv binaries ## Start the local cluster (GPU nodes simulated, one real node): eval "$(make -s cluster-up)"
+	@$(PY) -m modeldeploy_devcluster up --state-dir $(CLUSTER_STATE) $(CLUSTER_ARGS)
 
 .PHONY: cluster-down
 cluster-down: ## Stop exactly what cluster-up started and remove its data
@@ -44,8 +48,12 @@ lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy operator/modeldeploy_operator runtime/modeldeploy_runtime devcluster/modeldeploy_devcluster
 
+.PHONY: images
+images: venv host-packages ## Build the runtime and operator images without Docker (cached by their inputs); import them into cluster-up's real node
+	$(PY) -m modeldeploy_devcluster.images --state-dir $(CLUSTER_STATE)
+
 .PHONY: test
-test: venv binaries ## The whole suite: lint, unit, runtime, control-plane integration, chart, benchmarks' quick checks, end to end
+test: venv binaries images ## The whole suite: lint, unit, runtime, control-plane integration, chart, benchmarks' quick checks, end to end on real pods
 	$(MAKE) lint
 	$(VENV)/bin/pytest -q
 
@@ -63,7 +71,7 @@ run-operator: venv ## Run the operator against $$KUBECONFIG
 	$(PY) -m modeldeploy_operator --bind-address 127.0.0.1
 
 .PHONY: dev
-dev: venv binaries ## The playground: control plane, GPU nodes, operator, a sample served by the real runtime (Ctrl-C stops)
+dev: venv binaries images ## The playground: cluster, operator pod, samples served by real runtime pods (Ctrl-C stops)
 	$(PY) -m modeldeploy_devcluster.playground up --state-dir $(STATE_DIR)/playground
 
 .PHONY: dev-down

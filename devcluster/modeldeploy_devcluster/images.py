@@ -119,6 +119,8 @@ def python_base() -> str:
                 "mmdebstrap",
                 "--quiet",
                 "--variant=minbase",
+                # The format follows the output's extension otherwise, and `.tmp` would make a directory.
+                "--format=tar",
                 f"--include={','.join(BASE_PACKAGES)}",
                 *excludes,
                 BASE_SUITE,

@@ -1,4 +1,6 @@
-"""The operator as the chart configures it, run as a local process (simulated nodes run no containers).
+"""The operator as the chart configures it, run as a local process: these tests start, stop and kill operators
+at will, several per test. The chart's operator as a pod of its own image on the real node is tested in
+tests/e2e/test_in_cluster_operator.py.
 
 Its environment is the chart's Deployment's container env, with the downward-API values resolved as a kubelet
 would; its credentials are the chart's ServiceAccount token; only its ports and namespaces are the test's.

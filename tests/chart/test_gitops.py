@@ -4,6 +4,8 @@ The health verdicts come from the tools' own code, built by tests/chart/healthch
 proxy: kstatus (sigs.k8s.io/cli-utils, what Flux and kpt use) and the Argo CD health script of
 examples/gitops/argocd run by gopher-lua (the Lua VM Argo CD embeds), the object passed as Argo CD passes it.
 Argo CD's own binary is not built here (its module graph is far too large for this machine): the script is.
+The failing states are simulated on KWOK nodes (pod annotations), because each health reading needs its state held
+steady on demand; real containers fail for real in tests/e2e/test_model_delivery_and_failures.py.
 """
 
 from __future__ import annotations

@@ -318,3 +318,13 @@ def test_bad_values_fail_with_the_field_named(chart: Any, values: dict[str, Any]
 )
 def test_helm_lint_strict(helm: Path, values: list[str]) -> None:
     run_helm(helm, "lint", "--strict", str(CHART), *values)
+
+
+def test_the_built_helm_knows_its_version_and_renders_without_a_cluster(helm: Path) -> None:
+    """The ldflags of helm's own release build: without them, `helm template` assumed Kubernetes 1.20 and refused the
+    chart's kubeVersion."""
+    versions = dict(line.split("=", 1) for line in (REPO / "devcluster" / "versions.env").read_text().splitlines()
+                    if "=" in line and not line.startswith("#"))  # fmt: skip
+    assert f'Version:"{versions["HELM_VERSION"]}"' in run_helm(helm, "version")
+    rendered = run_helm(helm, "template", "md", str(CHART), "--namespace", "modeldeploy-system")
+    assert "kind: Deployment" in rendered

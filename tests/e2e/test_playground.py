@@ -1,5 +1,5 @@
-"""`make dev` end to end: the playground comes up, the sample goes Ready, the real runtime answers, and
-nothing is left running afterwards."""
+"""`make dev` end to end: the playground comes up, the operator runs as a pod, the served sample answers through its
+Service from a real pod, the GPU sample goes Ready on the simulated nodes, and nothing is left afterwards."""
 
 import json
 import subprocess
@@ -11,24 +11,33 @@ import pytest
 REPO = Path(__file__).parents[2]
 
 
-@pytest.mark.cluster
-def test_playground_serves_the_sample_and_cleans_up(tmp_path: Path) -> None:
+@pytest.mark.own_real_node
+def test_playground_serves_the_sample_through_a_real_pod_and_cleans_up(tmp_path: Path) -> None:
     state = tmp_path / "playground"
     result = subprocess.run(
         [sys.executable, "-m", "modeldeploy_devcluster.playground", "up", "--once", "--state-dir", str(state)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1500,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "iris-classifier   1      2/2     Ready" in result.stdout
-    response = next(line for line in result.stdout.splitlines() if line.strip().startswith("response:"))
+    lines = result.stdout.splitlines()
+    assert any(
+        line.split()[:5] == ["modeldeploymentserving.modeldeploy.dev/iris-cpu", "iris-cpu", "0", "1/1", "Ready"]
+        or line.split()[:4] == ["iris-cpu", "iris-cpu", "0", "1/1"]
+        for line in lines
+    ), result.stdout
+    assert any(line.split()[1:4] == ["iris-classifier", "1", "2/2"] for line in lines), result.stdout
+    pods = [line for line in lines if line.startswith("pod/iris-cpu-")]
+    assert pods and all("real-node" in line and "Running" in line for line in pods), result.stdout
+    response = next(line for line in lines if line.strip().startswith("response:"))
     answer = json.loads(response.split("response:", 1)[1])
     assert answer["outputs"][0]["name"] == "logits" and answer["outputs"][0]["shape"] == [2, 3]
     logits = answer["outputs"][0]["data"]
     assert max(range(3), key=lambda i: logits[i]) != max(range(3), key=lambda i: logits[3 + i]), "two classes"
-    assert not (state / "playground.json").exists()
     assert not (state / "cluster").exists() or not any((state / "cluster").iterdir())
     leftovers = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True)
     assert leftovers.stdout == "", f"processes left running: {leftovers.stdout}"
+    assert not Path("/run/modeldeploy-node").exists(), "the real node's runtime directory is left"
+    assert not Path("/sys/class/net/mdnode0").exists(), "the real node's bridge is left"

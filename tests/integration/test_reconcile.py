@@ -1,4 +1,8 @@
-"""The operator against a real control plane with simulated GPU nodes: create, schedule, report, heal."""
+"""The operator against a real control plane with simulated GPU nodes: create, schedule, report, heal.
+
+These ModelDeployments ask for GPUs, which this machine lacks, so their pods run on KWOK nodes and their crash loops
+are simulated (pod annotations). The same failure reasons from real containers on the real node are tested in
+tests/e2e/test_model_delivery_and_failures.py."""
 
 import json
 from typing import Any

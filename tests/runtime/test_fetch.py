@@ -156,9 +156,10 @@ def test_a_model_over_its_download_limit_fails_at_once(store: str, tmp_path: Pat
     result = fetch(tmp_path, "--uri", f"{store}/model.pt", "--dest", str(tmp_path / "d"), "--max-bytes", "1000000")
     assert result.returncode == 4, result.stderr
     assert "retrying in" not in result.stderr
-    assert f"the model is larger than its download limit ({len(PAYLOAD)} > 1000000 bytes)" in (
-        tmp_path / "term"
-    ).read_text()
+    assert (
+        f"the model is larger than its download limit ({len(PAYLOAD)} > 1000000 bytes)"
+        in (tmp_path / "term").read_text()
+    )
     assert list((tmp_path / "d").iterdir()) == []
 
 

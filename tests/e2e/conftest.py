@@ -1,0 +1,64 @@
+"""Fixtures of the end-to-end tests on the real node: the chart's operator running as a pod (from the image the
+tests built), the namespace it watches, and the example model on a PersistentVolume of the node."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from modeldeploy_devcluster.connection import ClusterConnection
+from modeldeploy_devcluster.images import LocalImages
+from modeldeploy_devcluster.playground import chart_values, install_operator, model_volume
+
+# pytest runs in importlib mode, which puts no test folder on sys.path: real_pods.py beside this file becomes
+# importable here and in the tests.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from real_pods import E2E_NAMESPACE, MODEL_CLAIM
+
+REPO = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="session")
+def e2e_namespace(cluster: ClusterConnection) -> Iterator[str]:
+    cluster.kubectl("create", "namespace", E2E_NAMESPACE)
+    try:
+        yield E2E_NAMESPACE
+    finally:
+        cluster.kubectl("delete", "namespace", E2E_NAMESPACE, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def in_cluster_operator(
+    cluster: ClusterConnection,
+    crd_installed: None,
+    local_images: LocalImages,
+    e2e_namespace: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> str:
+    """The chart installed with the locally built operator image: the operator runs as a pod on the real node with
+    its ServiceAccount's token, and serves ModelDeployments of its release namespace only (other tests run their own
+    operators). Returns the namespace."""
+    values = {**chart_values(local_images), "crds": {"install": False}, "watch": {"scope": "release"}}
+    install_operator(cluster, values, tmp_path_factory.mktemp("e2e-operator"), release="e2e", namespace=e2e_namespace)
+    return e2e_namespace
+
+
+@pytest.fixture(scope="session")
+def example_model(cluster: ClusterConnection, e2e_namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example classifier on a hostPath PersistentVolume of the real node, claimed as `e2e-models`."""
+    directory = tmp_path_factory.mktemp("e2e-models")
+    directory.chmod(0o755)
+    subprocess.run(
+        [sys.executable, str(REPO / "examples/models/build_example_model.py"), "--out", str(directory / "iris.pt")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    (directory / "iris.pt").chmod(0o644)
+    manifests = model_volume(MODEL_CLAIM, e2e_namespace, directory)
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests))
+    return directory / "iris.pt"

@@ -1,0 +1,85 @@
+"""A rolling update under steady load through the Service drops no request: the runtime serves on through its
+shutdown delay while kube-proxy takes the old pod out of the Service, and new pods get traffic only once Ready."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from modeldeploy_devcluster.connection import ClusterConnection
+from modeldeploy_devcluster.playground import service_url
+from real_pods import apply, infer, is_ready, model_deployment, status_of, wait_for_answer, wait_for_status
+
+# Bounds of the load: it stops by itself even if the rollout never ends.
+MAX_LOAD_SECONDS = 240
+MAX_REQUESTS = 20_000
+
+
+@dataclass
+class Load:
+    """One client sending requests back to back through the Service, each on a new connection."""
+
+    url: str
+    model: str
+    sent: int = 0
+    answered: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        deadline = time.monotonic() + MAX_LOAD_SECONDS
+        while not self.stop.is_set() and time.monotonic() < deadline and self.sent < MAX_REQUESTS:
+            self.sent += 1
+            try:
+                answer = infer(self.url, self.model, timeout=10)
+            except (urllib.error.URLError, OSError) as error:
+                self.failures.append(repr(error))
+                continue
+            if answer["outputs"][0]["shape"] == [2, 3]:
+                self.answered += 1
+            else:
+                self.failures.append(f"unexpected answer {answer}")
+
+
+@pytest.mark.timeout(900)
+def test_a_spec_change_rolls_out_under_load_without_a_failed_request(
+    cluster: ClusterConnection, in_cluster_operator: str, example_model: Path
+) -> None:
+    namespace, name = in_cluster_operator, "rolling"
+    apply(cluster, model_deployment(name, namespace, replicas=2))
+    wait_for_status(cluster, namespace, name, is_ready, "Ready")
+    wait_for_answer(cluster, namespace, name)
+    load = Load(service_url(cluster, namespace, name), name)
+    client = threading.Thread(target=load.run, daemon=True)
+    client.start()
+    try:
+        time.sleep(3)  # some traffic before the rollout starts
+        generation_before = status_of(cluster, namespace, name)["observedGeneration"]
+        runtime = {
+            "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+            "maxBatchDelayMs": 3,
+        }
+        apply(cluster, model_deployment(name, namespace, replicas=2, runtime=runtime))
+
+        def rolled_out(status: dict[str, object]) -> bool:
+            return (
+                is_ready(status)
+                and int(str(status.get("observedGeneration"))) > generation_before
+                and status.get("updatedReplicas") == 2
+                and status.get("replicas") == 2
+            )
+
+        wait_for_status(cluster, namespace, name, rolled_out, "rolled out to the new spec", timeout=600)
+        # The old pods' shutdown delay: they may still answer the connections they were given.
+        time.sleep(8)
+    finally:
+        load.stop.set()
+        client.join(timeout=30)
+    print(f"rolling update under load: sent {load.sent}, answered {load.answered}, failed {len(load.failures)}")
+    assert load.sent > 50, "the load ran through the rollout"
+    assert load.failures == []
+    assert load.answered == load.sent
