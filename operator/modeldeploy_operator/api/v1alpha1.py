@@ -61,9 +61,9 @@ class _Model(BaseModel):
 class CaBundle(_Model):
     """PEM certificates in a ConfigMap of the ModelDeployment's namespace (as trust-manager writes them)."""
 
-    config_map_name: Annotated[
-        str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
-    ] = Field(description="Name of the ConfigMap.")
+    config_map_name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)] = (
+        Field(description="Name of the ConfigMap.")
+    )
     key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)] = Field(
         default="ca.crt", description="Key of the PEM bundle in the ConfigMap."
     )
