@@ -14,7 +14,7 @@ from modeldeploy_operator.api.crd import render_crd
 
 def _type(node: dict[str, Any]) -> str:
     if node.get("x-kubernetes-int-or-string"):
-        return "quantity"
+        return "count or percentage" if node.get("pattern", "").endswith("%$") else "quantity"
     if node.get("enum"):
         return " \\| ".join(f"`{value}`" for value in node["enum"])
     kind = node.get("type", "object")

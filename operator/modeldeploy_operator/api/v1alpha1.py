@@ -377,6 +377,75 @@ class LocalObjectReference(_Model):
     name: DnsLabel = Field(description="Name of the object.")
 
 
+PERCENT_PATTERN = r"^(100|[1-9]?[0-9])%$"
+IntOrPercent = Annotated[
+    Annotated[int, Field(ge=0)] | Annotated[str, StringConstraints(pattern=PERCENT_PATTERN)],
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "minimum": 0,  # for integers; the pattern for strings
+            "pattern": PERCENT_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+
+def resolve_int_or_percent(value: int | str, total: int, *, round_up: bool) -> int:
+    """A count, or a percentage of `total` rounded as the Deployment controller rounds it."""
+    if isinstance(value, int):
+        return value
+    share = total * int(value.rstrip("%"))
+    return -(-share // 100) if round_up else share // 100
+
+
+class RolloutSpec(_Model):
+    """How a new pod template replaces the running one, and what happens when it fails."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "default": {},
+            "x-kubernetes-validations": [
+                cel(
+                    "!((self.maxSurge == 0 || self.maxSurge == '0%') "
+                    "&& (self.maxUnavailable == 0 || self.maxUnavailable == '0%'))",
+                    "rollout.maxSurge and rollout.maxUnavailable cannot both be 0: the rollout could never start",
+                )
+            ],
+        }
+    )
+
+    max_surge: IntOrPercent = Field(
+        default=1,
+        description="Replicas a rollout may start beyond spec.replicas (a count, or a percentage rounded up). "
+        "Each needs its own GPUs; see whenNoSpareGpu.",
+    )
+    max_unavailable: IntOrPercent = Field(
+        default="25%",
+        description="Replicas that may be unavailable, during a rollout and otherwise (a count, or a percentage "
+        "rounded down); the Available condition holds while at least spec.replicas minus this many serve.",
+    )
+    when_no_spare_gpu: Literal["ReplaceInPlace", "Wait"] = Field(
+        default="ReplaceInPlace",
+        description="When maxUnavailable comes to 0 and a surge replica finds no free GPU: ReplaceInPlace "
+        "replaces one running replica at a time (one fewer serves meanwhile); Wait keeps every old replica "
+        "serving until a GPU frees up, however long that takes.",
+    )
+    auto_rollback: bool = Field(
+        default=True,
+        description="When a new pod template fails before it ever became Ready (crash loop, model load or "
+        "checksum failure, image pull, progress deadline), put the Deployment back on the last template that "
+        "became Ready. The spec stays as written; the failed template is not retried until the spec changes it.",
+    )
+
+    def allowed_unavailable(self, replicas: int) -> int:
+        unavailable = resolve_int_or_percent(self.max_unavailable, replicas, round_up=False)
+        # As the Deployment controller does: with no surge allowed, one replica at a time may go.
+        if unavailable == 0 and resolve_int_or_percent(self.max_surge, replicas, round_up=True) == 0:
+            return 1
+        return unavailable
+
+
 class ModelDeploymentSpec(_Model):
     """The desired state of a model service."""
 
@@ -404,12 +473,15 @@ class ModelDeploymentSpec(_Model):
         description="How long a rollout may make no progress before it is reported as ProgressDeadlineExceeded, "
         "60 to 86400 seconds.",
     )
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec, description="Rolling updates: surge, unavailability, automatic rollback."
+    )
 
 
 class Condition(_Model):
     """A condition, following the Kubernetes (metav1.Condition) and kstatus conventions."""
 
-    type: str = Field(description="Ready, Progressing, Degraded or Stalled.")
+    type: str = Field(description="Ready, Available, Progressing, Degraded, Stalled or RolledBack.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="One CamelCase word for why.")
     message: str = Field(default="", description="What happened, in words a user can act on.")
@@ -422,10 +494,25 @@ class LastFailure(_Model):
 
     reason: str = Field(
         description="Unschedulable, ImagePullBackOff, CreateContainerConfigError, CrashLoopBackOff, ModelLoadFailed, "
-        "FetchFailed, ChecksumMismatch, ReplicaFailure, ProgressDeadlineExceeded, InvalidSpec or ApplyFailed."
+        "FetchFailed, ChecksumMismatch, ReplicaFailure, ProgressDeadlineExceeded, RollbackImpossible, InvalidSpec "
+        "or ApplyFailed."
     )
     message: str = Field(description="Why, with what to do about it.")
     time: datetime = Field(description="When it was seen.")
+
+
+class Revision(_Model):
+    """One pod template the spec asked for, and how it went."""
+
+    generation: int = Field(description="The spec generation that first asked for it.")
+    template_hash: str = Field(description="Hash of its pod template (the pods' template-hash annotation).")
+    model_uri: str = Field(description="spec.model.uri of that generation.")
+    outcome: Literal["RollingOut", "Succeeded", "Failed", "Superseded"] = Field(
+        description="RollingOut; Succeeded once every replica ran it and was Ready; Failed (rolled back when "
+        "automatic rollback is on and an earlier revision succeeded); Superseded by a newer spec before either."
+    )
+    reason: str | None = Field(default=None, description="Why it failed, for outcome Failed.")
+    time: datetime = Field(description="When the outcome was reached (for RollingOut: when it started).")
 
 
 class ModelDeploymentStatus(_Model):
@@ -434,7 +521,8 @@ class ModelDeploymentStatus(_Model):
     observed_generation: int | None = Field(default=None, description="The spec generation last acted on.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Progressing, Degraded and Stalled (kstatus: a failure only a person can fix).",
+        description="Ready, Available, Progressing, Degraded, Stalled (kstatus: a failure only a person can fix) "
+        "and RolledBack.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     replicas: int = Field(default=0, description="Pods of the current Deployment.")
@@ -445,3 +533,9 @@ class ModelDeploymentStatus(_Model):
     model_name: str = Field(default="", description="The served model name.")
     url: str = Field(default="", description="In-cluster URL of the model service.")
     last_failure: LastFailure | None = Field(default=None, description="The last failure seen, if any.")
+    revisions: list[Revision] = Field(
+        default_factory=list,
+        max_length=10,
+        description="The last pod templates the spec asked for, oldest first, with their outcome; the newest "
+        "Succeeded one is where an automatic rollback goes.",
+    )
