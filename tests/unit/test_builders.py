@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from modeldeploy_operator.api.v1alpha1 import OPERATOR_SET_RUNTIME_ENV
 from modeldeploy_operator.manifests import build_deployment, build_service, service_url
-from modeldeploy_operator.manifests.deployment import RUNTIME_ENV_DEFAULTS, BuildOptions, gpu_taint_key
+from modeldeploy_operator.manifests.deployment import RUNTIME_ENV_DEFAULTS, BuildOptions, gpu_taint_key, template_hash
 from modeldeploy_operator.manifests.model import InvalidSpecError, ModelDeployment
 
 OPTIONS = BuildOptions(default_runtime_image="registry.local/runtime:1")
@@ -260,3 +260,40 @@ def test_spec_errors_name_the_field(make_md) -> None:
         make_md({"model": {"uri": "file:///m.pt"}, "gpu": {"count": 99}})
     with pytest.raises(InvalidSpecError, match=r"spec\.model"):
         ModelDeployment.from_body({"metadata": {"name": "x", "namespace": "y", "uid": "u"}, "spec": {}})
+
+
+def test_rollout_strategy_surges_one_replica_by_default_and_follows_the_spec(make_md, gpu_spec) -> None:
+    default = build_deployment(make_md(gpu_spec), OPTIONS)["spec"]["strategy"]
+    assert default == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": "25%"}}
+    spec = {**gpu_spec, "rollout": {"maxSurge": "50%", "maxUnavailable": 2}}
+    assert build_deployment(make_md(spec), OPTIONS)["spec"]["strategy"]["rollingUpdate"] == {
+        "maxSurge": "50%",
+        "maxUnavailable": 2,
+    }
+
+
+def test_replacing_in_place_takes_one_replica_down_and_starts_none_extra(make_md, gpu_spec) -> None:
+    options = BuildOptions(default_runtime_image="registry.local/runtime:1", replace_in_place=True)
+    surge = build_deployment(make_md(gpu_spec), OPTIONS)
+    in_place = build_deployment(make_md(gpu_spec), options)
+    assert in_place["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+    }
+    assert in_place["spec"]["template"] == surge["spec"]["template"], "switching strategy rolls no pod"
+
+
+def test_the_pod_template_carries_its_own_hash(make_md, gpu_spec) -> None:
+    def version(spec: dict[str, Any]) -> str:
+        return template_hash(build_deployment(make_md(spec), OPTIONS))
+
+    first = version(gpu_spec)
+    assert (
+        first
+        == build_deployment(make_md(gpu_spec), OPTIONS)["spec"]["template"]["metadata"]["annotations"][
+            "serving.modeldeploy.dev/template-hash"
+        ]
+    )
+    assert len(first) == 16
+    assert version({**gpu_spec, "replicas": 7, "rollout": {"maxSurge": 2}}) == first, "not a new version"
+    assert version({**gpu_spec, "model": {"uri": "pvc://models/resnet101.pt"}}) != first

@@ -21,7 +21,7 @@ def _as_served(manifest: dict[str, Any]) -> dict[str, Any]:
     runtime["resources"]["requests"]["cpu"] = "500m"  # the user wrote 0.5
     runtime["terminationMessagePath"] = "/dev/termination-log"
     runtime["env"].reverse()
-    live["spec"]["strategy"] = {"type": "RollingUpdate"}
+    pod["schedulerName"] = "default-scheduler"
     live["status"] = {"replicas": 2}
     return live
 

@@ -2,12 +2,14 @@
 
 import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from modeldeploy_operator.api.quantity import parse_quantity
 from modeldeploy_operator.api.v1alpha1 import ModelDeploymentSpec
-from modeldeploy_operator.manifests.labels import common_labels, selector_labels
+from modeldeploy_operator.manifests.content_hash import content_hash
+from modeldeploy_operator.manifests.labels import TEMPLATE_HASH_ANNOTATION, common_labels, selector_labels
 from modeldeploy_operator.manifests.model import ModelDeployment
 from modeldeploy_operator.manifests.model_source import ModelDelivery, plan_model_delivery
 from modeldeploy_operator.manifests.service import RUNTIME_PORT_NAME
@@ -37,25 +39,18 @@ class BuildOptions:
     default_runtime_image: str
     # An HPA that targets the Deployment itself owns its replica count; we must not fight it.
     replicas_owned_by_autoscaler: bool = False
+    # No GPU is free for a surge replica: replace one replica at a time instead (reconcile/rollout.py).
+    replace_in_place: bool = False
 
 
 def build_deployment(md: ModelDeployment, options: BuildOptions) -> dict[str, Any]:
     spec = md.spec
-    delivery = plan_model_delivery(spec.model.uri, spec.model.download_size_limit)
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(md.name)},
         "revisionHistoryLimit": 5,
         "progressDeadlineSeconds": spec.progress_deadline_seconds,
-        "template": {
-            "metadata": {
-                "labels": {**spec.pod_metadata.labels, **common_labels(md.name, md.model_name)},
-                "annotations": {
-                    **spec.pod_metadata.annotations,
-                    "kubectl.kubernetes.io/default-container": RUNTIME_CONTAINER,
-                },
-            },
-            "spec": _pod_spec(md, delivery, options),
-        },
+        "strategy": _strategy(spec, options),
+        "template": _pod_template(md, options),
     }
     if not options.replicas_owned_by_autoscaler:
         deployment_spec = {"replicas": spec.replicas, **deployment_spec}
@@ -70,6 +65,39 @@ def build_deployment(md: ModelDeployment, options: BuildOptions) -> dict[str, An
         },
         "spec": deployment_spec,
     }
+
+
+def _strategy(spec: ModelDeploymentSpec, options: BuildOptions) -> dict[str, Any]:
+    if options.replace_in_place:
+        rolling_update: dict[str, Any] = {"maxSurge": 0, "maxUnavailable": 1}
+    else:
+        rolling_update = {"maxSurge": spec.rollout.max_surge, "maxUnavailable": spec.rollout.max_unavailable}
+    return {"type": "RollingUpdate", "rollingUpdate": rolling_update}
+
+
+def _pod_template(md: ModelDeployment, options: BuildOptions) -> dict[str, Any]:
+    """The pod template, annotated with its own hash so every pod says which version it runs."""
+    spec = md.spec
+    template = {
+        "metadata": {
+            "labels": {**spec.pod_metadata.labels, **common_labels(md.name, md.model_name)},
+            "annotations": {
+                **spec.pod_metadata.annotations,
+                "kubectl.kubernetes.io/default-container": RUNTIME_CONTAINER,
+            },
+        },
+        "spec": _pod_spec(md, plan_model_delivery(spec.model.uri, spec.model.download_size_limit), options),
+    }
+    template["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION] = content_hash(template)
+    return template
+
+
+def template_hash(obj: Mapping[str, Any] | None) -> str | None:
+    """The version a pod runs, or the version of the pod template of a Deployment or ReplicaSet."""
+    template = ((obj or {}).get("spec") or {}).get("template")
+    metadata = (template if template is not None else obj or {}).get("metadata") or {}
+    annotations: Mapping[str, str] = metadata.get("annotations") or {}
+    return annotations.get(TEMPLATE_HASH_ANNOTATION)
 
 
 def _pod_spec(md: ModelDeployment, delivery: ModelDelivery, options: BuildOptions) -> dict[str, Any]:

@@ -15,6 +15,11 @@ MODEL_LABEL = f"{GROUP}/model"
 RUNTIME_APP_NAME = "modeldeploy-runtime"
 # The applied manifest's own hash (drift.stamp): a spec change shows as a different value.
 SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
+# On the pod template, so on every pod: which version of the template a pod runs (the rollout and the rollback
+# tell the spec's version from older ones by it).
+TEMPLATE_HASH_ANNOTATION = f"{GROUP}/template-hash"
+# On the Deployment while it is held on an older template after an automatic rollback (reconcile/rollback.py).
+ROLLED_BACK_ANNOTATION = f"{GROUP}/rolled-back"
 
 
 def selector_labels(instance: str) -> dict[str, str]:

@@ -6,27 +6,21 @@ A server-side apply that changes nothing is still a write request, so we apply o
 Fields other controllers or users add (labels, defaults, an HPA's replicas) are not ours and never count.
 """
 
-import hashlib
-import json
 from typing import Any
 
 from modeldeploy_operator.api.quantity import parse_quantity
+from modeldeploy_operator.manifests.content_hash import content_hash
 from modeldeploy_operator.manifests.labels import SPEC_HASH_ANNOTATION
 
 # Values at or under these keys are quantities: the apiserver rewrites "0.5" as "500m" and 2 as "2".
 _QUANTITY_KEYS = frozenset({"requests", "limits", "sizeLimit"})
 
 
-def manifest_hash(manifest: dict[str, Any]) -> str:
-    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
 def stamp(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest with its own hash as an annotation, so a later spec change is seen even where the
     live object still satisfies the new manifest (a removed field, say)."""
     metadata = manifest["metadata"]
-    annotations = {**metadata.get("annotations", {}), SPEC_HASH_ANNOTATION: manifest_hash(manifest)}
+    annotations = {**metadata.get("annotations", {}), SPEC_HASH_ANNOTATION: content_hash(manifest)}
     return {**manifest, "metadata": {**metadata, "annotations": annotations}}
 
 
