@@ -1,12 +1,13 @@
 """All Kubernetes API writes of the operator: server-side apply of children, ModelDeployment status, events.
 
-Reads come from kopf's watches and indexes, never from here, so the steady state costs no requests. Writes are
+Reads come from kopf's watches and indexes, so the steady state costs no requests. The one read here is an
+automatic rollback's: the pod template of the ReplicaSet that last ran Ready, once per rollback. Requests are
 bounded in flight: a thousand ModelDeployments created at once must queue here, not exhaust the connection pool
 and time out at the apiserver.
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,11 +15,12 @@ import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.apps_v1 import Deployment, ReplicaSet
 from lightkube.resources.core_v1 import Event, Service
 from lightkube.types import PatchType
 
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from modeldeploy_operator.manifests.deployment import template_hash
 from modeldeploy_operator.manifests.labels import FIELD_MANAGER, REPLICAS_HANDOVER_FIELD_MANAGER
 
 ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
@@ -73,9 +75,24 @@ class KubeApi:
             return False
         return True
 
+    async def replicaset_template(
+        self, namespace: str, selector: Mapping[str, str | None], version: str
+    ) -> dict[str, Any] | None:
+        """The pod template of version `version` from the ReplicaSets matching `selector`, if one still has it."""
+
+        async def find(client: AsyncClient) -> dict[str, Any] | None:
+            async for replicaset in client.list(ReplicaSet, namespace=namespace, labels=dict(selector)):
+                found = replicaset.to_dict()
+                if template_hash(found) == version:
+                    return dict(found["spec"]["template"])
+            return None
+
+        result: dict[str, Any] | None = await self._request(find)
+        return result
+
     async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
         """Merge-patches the status; returns the object's new resourceVersion."""
-        written = await self._write(
+        written = await self._request(
             lambda client: client.patch(
                 ModelDeploymentResource.Status,
                 name,
@@ -111,7 +128,7 @@ class KubeApi:
             "lastTimestamp": now,
             "count": 1,
         }
-        await self._write(lambda client: client.create(Event.from_dict(event)))
+        await self._request(lambda client: client.create(Event.from_dict(event)))
 
     async def close(self) -> None:
         if self._client is not None:
@@ -119,7 +136,7 @@ class KubeApi:
 
     async def _server_side_apply(self, manifest: dict[str, Any], field_manager: str, *, force: bool) -> Any:
         metadata = manifest["metadata"]
-        return await self._write(
+        return await self._request(
             lambda client: client.patch(
                 _CHILD_RESOURCES[manifest["kind"]],
                 metadata["name"],
@@ -131,7 +148,7 @@ class KubeApi:
             )
         )
 
-    async def _write(self, request: Callable[[AsyncClient], Any]) -> Any:
+    async def _request(self, request: Callable[[AsyncClient], Any]) -> Any:
         if self._client is None:
             self._client = self._client_factory()
         async with self._writes:

@@ -13,6 +13,11 @@ RECONCILE_SECONDS = Histogram(
     ["trigger"],
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+ROLLBACKS = Counter(
+    "modeldeploy_rollbacks_total",
+    "Automatic rollbacks to the last pod template that became Ready, by the failure that caused them.",
+    ["reason"],
+)
 APPLIES = Counter(
     "modeldeploy_child_applies_total",
     "Server-side applies of child objects, by kind and why.",

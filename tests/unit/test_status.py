@@ -4,13 +4,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modeldeploy_operator.api.v1alpha1 import ModelDeploymentStatus
-from modeldeploy_operator.reconcile.status import (
-    Failure,
-    Observed,
-    compute_status,
-    find_failure,
-    transition_events,
-)
+from modeldeploy_operator.reconcile.rollback import Rollback, Version
+from modeldeploy_operator.reconcile.status import Observed, compute_status, transition_events
+from modeldeploy_operator.reconcile.workload import Failure, find_failure
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -68,9 +64,11 @@ def test_ready_when_every_replica_runs_the_current_spec() -> None:
     status = compute_status(_observed(_deployment()), {}, NOW)
     assert _conditions(status) == {
         "Ready": ("True", "Ready"),
+        "Available": ("True", "MinimumReplicasAvailable"),
         "Progressing": ("False", "RolloutComplete"),
         "Degraded": ("False", "AsExpected"),
         "Stalled": ("False", "AsExpected"),
+        "RolledBack": ("False", "AsExpected"),
     }
     assert status["observedGeneration"] == 7
     assert status["readySummary"] == "2/2"
@@ -214,9 +212,11 @@ def test_invalid_spec_is_observed_and_not_ready() -> None:
     status = compute_status(_observed(None, children_current=False, spec_error=error), {}, NOW)
     assert _conditions(status) == {
         "Ready": ("False", "InvalidSpec"),
+        "Available": ("False", "MinimumReplicasUnavailable"),
         "Progressing": ("False", "InvalidSpec"),
         "Degraded": ("True", "InvalidSpec"),
         "Stalled": ("True", "InvalidSpec"),
+        "RolledBack": ("False", "AsExpected"),
     }
     assert status["observedGeneration"] == 7
 
@@ -240,7 +240,8 @@ def test_last_failure_is_kept_after_recovery_and_transition_times_move_only_on_c
     healed = compute_status(_observed(_deployment()), failing, later)
     assert healed["lastFailure"] == failing["lastFailure"]
     times = {c["type"]: c["lastTransitionTime"] for c in healed["conditions"]}
-    assert times == dict.fromkeys(["Ready", "Progressing", "Degraded", "Stalled"], "2026-11-23T12:05:00Z")
+    changed = dict.fromkeys(["Ready", "Available", "Progressing", "Degraded", "Stalled"], "2026-11-23T12:05:00Z")
+    assert times == {**changed, "RolledBack": "2026-11-23T12:00:00Z"}
 
 
 def test_events_only_on_meaningful_transitions() -> None:
@@ -252,4 +253,157 @@ def test_events_only_on_meaningful_transitions() -> None:
     assert transition_events(failing, healed) == [
         ("Normal", "Ready", "2/2 replicas ready at http://resnet.team-a.svc.cluster.local"),
         ("Normal", "Recovered", "no longer ModelLoadFailed"),
+    ]
+
+
+V2 = Version(generation=7, template_hash="v2-hash", model_uri="pvc://models/resnet101.pt")
+GPU_FULL = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu. preemption: 0/2 nodes are available."
+
+
+def _of(version: str, pod: dict[str, Any]) -> dict[str, Any]:
+    return {**pod, "metadata": {**pod["metadata"], "annotations": {"serving.modeldeploy.dev/template-hash": version}}}
+
+
+def _rollout(**overrides: Any) -> Observed:
+    """Version v2 rolling out over 2 replicas, with GPUs."""
+    return _observed(
+        overrides.pop("deployment", _deployment(replicas=2, ready=2, updated=0)),
+        overrides.pop("pods", []),
+        version=V2,
+        gpu_resource="nvidia.com/gpu",
+        **overrides,
+    )
+
+
+def _unschedulable(message: str = GPU_FULL) -> dict[str, Any]:
+    condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+    return _pod(phase="Pending", conditions=[condition])
+
+
+def test_a_surge_replica_waiting_for_a_gpu_is_progress_while_the_old_version_serves() -> None:
+    deployment = _deployment(replicas=3, ready=2, updated=1)
+    status = compute_status(_rollout(deployment=deployment, pods=[_of("v2-hash", _unschedulable())]), {}, NOW)
+    assert _conditions(status) == {
+        "Ready": ("False", "WaitingForGpu"),
+        "Available": ("True", "MinimumReplicasAvailable"),
+        "Progressing": ("True", "WaitingForGpu"),
+        "Degraded": ("False", "AsExpected"),
+        "Stalled": ("False", "AsExpected"),
+        "RolledBack": ("False", "AsExpected"),
+    }
+    assert status["lastFailure"] is None
+
+
+def test_no_gpu_anywhere_for_a_new_service_is_still_unschedulable() -> None:
+    deployment = _deployment(replicas=2, ready=0, updated=2)
+    status = compute_status(_rollout(deployment=deployment, pods=[_of("v2-hash", _unschedulable())]), {}, NOW)
+    assert _conditions(status)["Degraded"] == ("True", "Unschedulable")
+    assert _conditions(status)["Available"] == ("False", "MinimumReplicasUnavailable")
+
+
+def test_replacing_in_place_says_so() -> None:
+    status = compute_status(_rollout(deployment=_deployment(ready=1, updated=1), replacing_in_place=True), {}, NOW)
+    progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("True", "ReplacingInPlace")
+    assert "one replica at a time (1/2 run the current spec)" in progressing["message"]
+
+
+def test_one_failing_pod_of_ten_that_the_allowed_unavailability_covers_is_not_degraded() -> None:
+    crashing = _of("v2-hash", _pod(containerStatuses=[_crash("runtime", 137, "Killed")]))
+    observed = _rollout(
+        deployment=_deployment(replicas=10, ready=9, updated=10),
+        pods=[crashing],
+        desired_replicas=10,
+        allowed_unavailable=2,
+    )
+    status = compute_status(observed, {}, NOW)
+    assert _conditions(status)["Ready"] == ("True", "Ready")
+    assert _conditions(status)["Available"] == ("True", "MinimumReplicasAvailable")
+    assert _conditions(status)["Degraded"] == ("False", "AsExpected")
+    assert _conditions(status)["Stalled"] == ("False", "AsExpected")
+    assert status["lastFailure"]["reason"] == "CrashLoopBackOff", "still kept as the last failure seen"
+
+    three = [crashing] * 3
+    observed = _rollout(
+        deployment=_deployment(replicas=10, ready=7, updated=10), pods=three, desired_replicas=10, allowed_unavailable=2
+    )
+    assert _conditions(compute_status(observed, {}, NOW))["Stalled"] == ("True", "CrashLoopBackOff")
+
+
+def test_failures_of_the_previous_version_do_not_count_against_the_new_one() -> None:
+    old_crash = _of("v1-hash", _pod(containerStatuses=[_crash("runtime", 1)]))
+    status = compute_status(_rollout(deployment=_deployment(ready=1, updated=1), pods=[old_crash]), {}, NOW)
+    assert _conditions(status)["Degraded"] == ("False", "AsExpected")
+    assert _conditions(status)["Progressing"] == ("True", "RollingOut")
+
+
+ROLLBACK = Rollback(
+    failed_version="v2-hash",
+    failed_generation=7,
+    reason="ModelLoadFailed",
+    message="ModelLoadFailed: not a TorchScript archive",
+    to_version="v1-hash",
+    to_generation=5,
+)
+
+
+def test_a_rollback_is_reported_as_failed_while_the_previous_version_serves() -> None:
+    history = [
+        {
+            "generation": 5,
+            "templateHash": "v1-hash",
+            "modelUri": "pvc://models/r50.pt",
+            "outcome": "Succeeded",
+            "time": "2026-11-23T11:00:00Z",
+        }
+    ]
+    rolling_back = compute_status(
+        _rollout(deployment=_deployment(replicas=3, ready=2, updated=2), rollback=ROLLBACK), {"revisions": history}, NOW
+    )
+    assert _conditions(rolling_back) == {
+        "Ready": ("False", "RolledBack"),
+        "Available": ("True", "MinimumReplicasAvailable"),
+        "Progressing": ("True", "RollingBack"),
+        "Degraded": ("True", "ModelLoadFailed"),
+        "Stalled": ("True", "ModelLoadFailed"),
+        "RolledBack": ("True", "ModelLoadFailed"),
+    }
+    rolled_back = next(c for c in rolling_back["conditions"] if c["type"] == "RolledBack")
+    assert rolled_back["message"] == (
+        "generation 7 failed (ModelLoadFailed: ModelLoadFailed: not a TorchScript archive); rolled back to the pod "
+        "template of generation 5, which serves meanwhile. Change the spec to try again."
+    )
+    assert rolling_back["lastFailure"]["reason"] == "ModelLoadFailed"
+    assert rolling_back["revisions"] == [
+        *history,
+        {
+            "generation": 7,
+            "templateHash": "v2-hash",
+            "modelUri": "pvc://models/resnet101.pt",
+            "outcome": "Failed",
+            "reason": "ModelLoadFailed",
+            "time": "2026-11-23T12:00:00Z",
+        },
+    ]
+    ModelDeploymentStatus.model_validate(rolling_back)
+
+    done = compute_status(_rollout(deployment=_deployment(), rollback=ROLLBACK), rolling_back, NOW)
+    assert _conditions(done)["Progressing"] == ("False", "RolledBack")
+    assert _conditions(done)["Ready"] == ("False", "RolledBack"), "never Ready on an older version than the spec's"
+    assert transition_events({}, rolling_back)[-1] == ("Warning", "RolledBack", rolled_back["message"])
+
+
+def test_a_version_that_serves_every_replica_is_recorded_as_succeeded() -> None:
+    rolling = compute_status(_rollout(deployment=_deployment(ready=1, updated=1)), {}, NOW)
+    assert [(r["templateHash"], r["outcome"]) for r in rolling["revisions"]] == [("v2-hash", "RollingOut")]
+    later = NOW + timedelta(minutes=1)
+    done = compute_status(_rollout(deployment=_deployment()), rolling, later)
+    assert done["revisions"] == [
+        {
+            "generation": 7,
+            "templateHash": "v2-hash",
+            "modelUri": "pvc://models/resnet101.pt",
+            "outcome": "Succeeded",
+            "time": "2026-11-23T12:01:00Z",
+        }
     ]

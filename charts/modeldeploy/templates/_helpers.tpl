@@ -109,6 +109,10 @@ operator server-side applies its children and merge-patches the status; nothing 
   resources: ["deployments"]
   # Server-side apply is a patch, and also a create when the object is missing.
   verbs: ["list", "watch", "create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  # An automatic rollback reads the last good pod template from the ReplicaSet that ran it.
+  verbs: ["list"]
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["list", "watch", "create", "patch"]

@@ -17,7 +17,12 @@ from typing import Any
 import kopf
 
 from modeldeploy_operator.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
-from modeldeploy_operator.manifests.labels import INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL
+from modeldeploy_operator.manifests.labels import (
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    TEMPLATE_HASH_ANNOTATION,
+)
 from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
 
 logger = logging.getLogger(__name__)
@@ -59,12 +64,11 @@ def _pod_snapshot(body: kopf.Body) -> dict[str, Any]:
     """Of a pod, only what the status is computed from: pods are the most numerous objects we watch."""
     metadata, status = body.get("metadata", {}), body.get("status", {})
     kept_status = ("conditions", "containerStatuses", "initContainerStatuses")
-    return copy.deepcopy(
-        {
-            "metadata": {k: metadata[k] for k in ("name", "deletionTimestamp") if k in metadata},
-            "status": {k: status[k] for k in kept_status if k in status},
-        }
-    )
+    kept_metadata = {k: metadata[k] for k in ("name", "deletionTimestamp") if k in metadata}
+    version = (metadata.get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION)
+    if version is not None:
+        kept_metadata["annotations"] = {TEMPLATE_HASH_ANNOTATION: version}
+    return copy.deepcopy({"metadata": kept_metadata, "status": {k: status[k] for k in kept_status if k in status}})
 
 
 def _only(store: Any) -> dict[str, Any] | None:

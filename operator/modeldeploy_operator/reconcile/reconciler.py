@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,12 +17,21 @@ import kopf
 from modeldeploy_operator import metrics
 from modeldeploy_operator.kube import KubeApi, RejectedError, TransientError
 from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_service, service_url
-from modeldeploy_operator.manifests.deployment import BuildOptions
-from modeldeploy_operator.manifests.labels import selector_string
+from modeldeploy_operator.manifests.deployment import BuildOptions, template_hash
+from modeldeploy_operator.manifests.labels import selector_labels, selector_string
 from modeldeploy_operator.manifests.model import InvalidSpecError
 from modeldeploy_operator.reconcile.drift import needs_apply, stamp
 from modeldeploy_operator.reconcile.own_writes import OwnWrites
-from modeldeploy_operator.reconcile.status import Failure, Observed, compute_status, transition_events
+from modeldeploy_operator.reconcile.rollback import (
+    Rollback,
+    Version,
+    decide_rollback,
+    held_deployment,
+    rollback_in_force,
+)
+from modeldeploy_operator.reconcile.rollout import replace_in_place
+from modeldeploy_operator.reconcile.status import Observed, compute_status, transition_events
+from modeldeploy_operator.reconcile.workload import Failure
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +87,15 @@ class Reconciler:
             "Deployment": self._own_writes.freshest(uid, "Deployment", children.deployment),
             "Service": self._own_writes.freshest(uid, "Service", children.service),
         }
+        desired_replicas = md.spec.replicas
+        if children.deployment_autoscaled and live["Deployment"]:
+            desired_replicas = int((live["Deployment"].get("spec") or {}).get("replicas") or 0)
         kind = "Deployment"
         try:
-            for manifest in (stamp(build_deployment(md, options)), stamp(build_service(md))):
+            deployment, version, rollback, in_place = await self._desired_deployment(
+                body, md, options, desired_replicas, live["Deployment"], children.pods
+            )
+            for manifest in (stamp(deployment), stamp(build_service(md))):
                 kind = manifest["kind"]
                 reason = needs_apply(manifest, live[kind])
                 if reason is None:
@@ -106,10 +121,6 @@ class Reconciler:
             metrics.ERRORS.labels("transient").inc()
             raise kopf.TemporaryError(f"applying {kind}: {error}", delay=RETRY_DELAY_SECONDS) from error
 
-        deployment = live["Deployment"]
-        desired_replicas = md.spec.replicas
-        if children.deployment_autoscaled and deployment:
-            desired_replicas = int((deployment.get("spec") or {}).get("replicas") or 0)
         observed = Observed(
             generation=md.generation,
             desired_replicas=desired_replicas,
@@ -117,10 +128,55 @@ class Reconciler:
             selector=selector_string(md.name),
             model_name=md.model_name,
             children_current=True,
-            deployment=deployment,
+            deployment=live["Deployment"],
             pods=children.pods,
+            version=version,
+            allowed_unavailable=md.spec.rollout.allowed_unavailable(desired_replicas),
+            gpu_resource=md.spec.gpu.resource_name if md.spec.gpu.count > 0 else None,
+            rollback=rollback,
+            replacing_in_place=in_place,
         )
         await self._write_status(body, observed)
+
+    async def _desired_deployment(
+        self,
+        body: dict[str, Any],
+        md: ModelDeployment,
+        options: BuildOptions,
+        desired_replicas: int,
+        live: dict[str, Any] | None,
+        pods: list[dict[str, Any]],
+    ) -> tuple[dict[str, Any], Version, Rollback | None, bool]:
+        """The Deployment to apply: the spec's, replacing in place when no GPU is free for a surge replica, and
+        held on the last good pod template while the spec asks for one that failed."""
+        in_place = replace_in_place(md.spec, desired_replicas, live, pods)
+        deployment = build_deployment(md, replace(options, replace_in_place=in_place))
+        version = Version(md.generation, str(template_hash(deployment)), md.spec.model.uri)
+        if not md.spec.rollout.auto_rollback:
+            return deployment, version, None, in_place
+        rollback = rollback_in_force(live, version.template_hash)
+        starting = rollback is None
+        if rollback is None:
+            revisions = (self._current_status(body).get("status") or {}).get("revisions") or []
+            rollback = decide_rollback(version, live, pods, revisions)
+        if rollback is None:
+            return deployment, version, None, in_place
+        if template_hash(live) == rollback.to_version:
+            template: dict[str, Any] | None = (live or {})["spec"]["template"]
+        else:
+            template = await self._api.replicaset_template(md.namespace, selector_labels(md.name), rollback.to_version)
+        if template is None:
+            message = (
+                f"cannot roll back to generation {rollback.to_generation}: no ReplicaSet holds its pod template "
+                "any more"
+            )
+            logger.warning("%s/%s: %s", md.namespace, md.name, message)
+            await self._event(body, "Warning", "RollbackImpossible", message)
+            return deployment, version, None, in_place
+        if starting:
+            logger.info("%s/%s: %s", md.namespace, md.name, rollback.describe())
+            metrics.ROLLBACKS.labels(rollback.reason).inc()
+        return held_deployment(deployment, template, rollback), version, rollback, in_place
 
     async def _hand_over_replicas(self, md: ModelDeployment, deployment: dict[str, Any] | None) -> None:
         replicas = ((deployment or {}).get("spec") or {}).get("replicas")
@@ -144,10 +200,13 @@ class Reconciler:
         )
         await self._write_status(body, observed)
 
+    def _current_status(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The ModelDeployment with the freshest status: ours, until the watch shows it."""
+        return self._own_writes.freshest(body["metadata"]["uid"], STATUS, body) or body
+
     async def _write_status(self, body: dict[str, Any], observed: Observed) -> None:
         metadata = body["metadata"]
-        current = self._own_writes.freshest(metadata["uid"], STATUS, body) or body
-        previous = current.get("status") or {}
+        previous = self._current_status(body).get("status") or {}
         status = compute_status(observed, previous, datetime.now(UTC))
         # The apiserver stores a merge patch's nulls as absent keys: compare what it will store.
         stored = {key: value for key, value in status.items() if value is not None}

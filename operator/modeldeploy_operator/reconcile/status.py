@@ -2,12 +2,16 @@
 
 Conditions follow the Kubernetes and kstatus conventions, so `kubectl wait --for=condition=Ready`, Argo CD and
 Flux read them without custom scripts:
-- Ready: every desired replica runs the current spec and passes its readiness probe.
+- Ready: every desired replica runs the current spec's pod template and the service is Available.
+- Available: at least spec.replicas minus rollout.maxUnavailable replicas serve, whichever version they run.
 - Progressing: a rollout or scale is under way and can still finish by itself.
-- Degraded: something stops it (a crash loop, a bad image, no GPU anywhere, ...).
+- Degraded: the current version cannot reach availability (its pods crash, cannot load the model, cannot be
+  placed, ...), or it failed and was rolled back. One failing pod that the allowed unavailability covers is not.
 - Stalled: Degraded in a way only a person can fix (not Unschedulable, which an autoscaler can heal); kstatus,
   and so Flux and `kubectl wait`-based pipelines, read it as Failed instead of waiting for a timeout.
-lastFailure says why, in words a user can act on, and keeps the last reason after it heals.
+- RolledBack: the spec's version failed and the Deployment runs the last version that succeeded.
+lastFailure says why, in words a user can act on, and keeps the last reason after it heals; revisions keeps the
+last versions and their outcome (reconcile/rollback.py).
 """
 
 from collections.abc import Iterable, Mapping
@@ -15,25 +19,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from modeldeploy_operator.manifests.deployment import FETCH_CONTAINER, RUNTIME_CONTAINER
-
-# Exit codes of `python -m modeldeploy_runtime` (serve and fetch): the runtime's contract with us.
-EXIT_MODEL_LOAD_FAILED = 3
-EXIT_FETCH_FAILED = 4
-EXIT_CHECKSUM_MISMATCH = 5
-
-# Failures a cluster can outgrow without anyone touching the ModelDeployment: a cluster autoscaler adds the GPU
-# node. Everything else Degraded is also Stalled, kstatus' "needs a person" (Flux and kstatus report Failed).
-HEALS_BY_ITSELF = frozenset({"Unschedulable"})
-
-_IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
-_CONFIG_ERROR_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
-
-
-@dataclass(frozen=True)
-class Failure:
-    reason: str
-    message: str
+from modeldeploy_operator.reconcile.rollback import Rollback, Version, record_revision
+from modeldeploy_operator.reconcile.workload import (
+    HEALS_BY_ITSELF,
+    Failure,
+    deployment_failure,
+    live_pods,
+    most_telling,
+    pod_failures,
+    rollout_complete,
+    waits_for_gpu,
+)
 
 
 @dataclass(frozen=True)
@@ -49,43 +45,88 @@ class Observed:
     deployment: Mapping[str, Any] | None
     pods: Iterable[Mapping[str, Any]]
     spec_error: Failure | None = None  # the spec cannot be served (InvalidSpec, or ApplyFailed from the apiserver)
+    version: Version | None = None  # the pod template the spec asks for; None when it cannot be built
+    allowed_unavailable: int = 0  # rollout.maxUnavailable, resolved against desired_replicas
+    gpu_resource: str | None = None  # the resource GPUs are counted in, when the replicas need GPUs
+    rollback: Rollback | None = None  # in force: the spec's version failed, the Deployment runs an older one
+    replacing_in_place: bool = False  # no spare GPU for a surge replica (reconcile/rollout.py)
+
+
+@dataclass(frozen=True)
+class _Counts:
+    replicas: int
+    ready: int
+    updated: int
+    available: int
+    needed: int  # available replicas the service needs to be Available
+
+    @classmethod
+    def of(cls, observed: Observed) -> "_Counts":
+        status = (observed.deployment or {}).get("status") or {}
+        desired = observed.desired_replicas
+        return cls(
+            replicas=int(status.get("replicas") or 0),
+            ready=int(status.get("readyReplicas") or 0),
+            updated=int(status.get("updatedReplicas") or 0),
+            available=int(status.get("availableReplicas") or 0),
+            # At least one while any is desired: a service with nothing serving is never Available.
+            needed=max(desired - observed.allowed_unavailable, min(desired, 1)),
+        )
 
 
 def compute_status(observed: Observed, previous: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     deployment = observed.deployment or {}
-    dep_status = deployment.get("status") or {}
-    ready = int(dep_status.get("readyReplicas") or 0)
-    updated = int(dep_status.get("updatedReplicas") or 0)
-    replicas = int(dep_status.get("replicas") or 0)
-    failure = observed.spec_error or find_failure(deployment, observed.pods)
-    rolled_out = rollout_complete(deployment, observed.desired_replicas) and observed.children_current
+    counts = _Counts.of(observed)
+    desired = observed.desired_replicas
+    current_pods = live_pods(observed.pods, observed.version.template_hash if observed.version else None)
+    failing = pod_failures(current_pods)
+    gpu_wait = _waiting_for_gpu(observed, current_pods, counts)
+    failure = _blocking_failure(observed, deployment, failing, counts, gpu_wait)
+    available = counts.available >= counts.needed
+    rolled_out = rollout_complete(deployment, desired) and observed.children_current
+    serves_current_spec = (
+        observed.spec_error is None
+        and observed.rollback is None
+        and observed.children_current
+        and (deployment.get("status") or {}).get("observedGeneration")
+        == (deployment.get("metadata") or {}).get("generation")
+        and counts.updated >= desired
+        and counts.replicas == counts.updated
+        and available
+    )
 
     if observed.spec_error is not None:
         progressing = ("False", observed.spec_error.reason, observed.spec_error.message)
+    elif observed.rollback is not None:
+        back = "rolled back" if rolled_out else "rolling back"
+        detail = f"{back} to the pod template of generation {observed.rollback.to_generation}"
+        progressing = ("False", "RolledBack", detail) if rolled_out else ("True", "RollingBack", detail)
     elif rolled_out:
-        progressing = (
-            "False",
-            "RolloutComplete",
-            f"{observed.desired_replicas} replica(s) run the current spec",
-        )
+        progressing = ("False", "RolloutComplete", f"{desired} replica(s) run the current spec")
     elif failure is not None and failure.reason == "ProgressDeadlineExceeded":
         progressing = ("False", failure.reason, failure.message)
     else:
-        progressing = ("True", *_progress_reason(observed, deployment, updated, ready))
+        progressing = ("True", *_progress_reason(observed, deployment, counts, gpu_wait))
 
-    if rolled_out and observed.spec_error is None:
-        if observed.desired_replicas == 0:
+    if serves_current_spec:
+        if desired == 0:
             ready_condition = ("True", "ScaledToZero", "scaled to 0 replicas")
         else:
-            ready_condition = (
-                "True",
-                "Ready",
-                f"{ready}/{observed.desired_replicas} replicas ready at {observed.url}",
-            )
+            ready_condition = ("True", "Ready", f"{counts.ready}/{desired} replicas ready at {observed.url}")
+    elif observed.rollback is not None:
+        ready_condition = ("False", "RolledBack", observed.rollback.describe())
     elif failure is not None:
         ready_condition = ("False", failure.reason, failure.message)
     else:
         ready_condition = ("False", progressing[1], progressing[2])
+
+    availability = f"{counts.available}/{desired} replicas available, {counts.needed} needed"
+    if desired == 0:
+        available_condition = ("True", "ScaledToZero", "scaled to 0 replicas")
+    elif available:
+        available_condition = ("True", "MinimumReplicasAvailable", availability)
+    else:
+        available_condition = ("False", "MinimumReplicasUnavailable", availability)
 
     if failure is not None:
         degraded = ("True", failure.reason, failure.message)
@@ -95,24 +136,81 @@ def compute_status(observed: Observed, previous: Mapping[str, Any], now: datetim
         stalled = ("True", failure.reason, failure.message)
     else:
         stalled = ("False", "AsExpected", "not stalled")
+    if observed.rollback is not None:
+        rolled_back = ("True", observed.rollback.reason, observed.rollback.describe())
+    else:
+        rolled_back = ("False", "AsExpected", "the Deployment runs the spec's pod template")
 
     previous_conditions = {c.get("type"): c for c in previous.get("conditions") or []}
-    kinds = (("Ready", ready_condition), ("Progressing", progressing), ("Degraded", degraded), ("Stalled", stalled))
+    kinds = (
+        ("Ready", ready_condition),
+        ("Available", available_condition),
+        ("Progressing", progressing),
+        ("Degraded", degraded),
+        ("Stalled", stalled),
+        ("RolledBack", rolled_back),
+    )
     conditions = [
         _condition(kind, value, observed.generation, previous_conditions.get(kind), now) for kind, value in kinds
     ]
-    return {
+    # A failure the allowed unavailability covers is not Degraded, but still worth keeping as the last one seen.
+    seen = failure or (None if gpu_wait else most_telling(failing))
+    status = {
         "observedGeneration": _observed_generation(observed, previous),
         "conditions": conditions,
-        "replicas": replicas,
-        "readyReplicas": ready,
-        "updatedReplicas": updated,
-        "readySummary": f"{ready}/{observed.desired_replicas}",
+        "replicas": counts.replicas,
+        "readyReplicas": counts.ready,
+        "updatedReplicas": counts.updated,
+        "readySummary": f"{counts.ready}/{desired}",
         "selector": observed.selector,
         "modelName": observed.model_name,
         "url": observed.url,
-        "lastFailure": _last_failure(failure, previous.get("lastFailure"), now),
+        "lastFailure": _last_failure(seen, previous.get("lastFailure"), now),
+        "revisions": list(previous.get("revisions") or []),
     }
+    if observed.version is not None:
+        outcome = _outcome(observed, serves_current_spec, failure)
+        status["revisions"] = record_revision(status["revisions"], observed.version, outcome, now)
+    return status
+
+
+def _waiting_for_gpu(observed: Observed, current_pods: list[Mapping[str, Any]], counts: _Counts) -> bool:
+    """A new replica waits for a GPU while the previous version still serves every desired replica."""
+    if observed.gpu_resource is None or counts.available < observed.desired_replicas:
+        return False
+    return any(waits_for_gpu(pod, observed.gpu_resource) for pod in current_pods)
+
+
+def _blocking_failure(
+    observed: Observed,
+    deployment: Mapping[str, Any],
+    failing: list[Failure],
+    counts: _Counts,
+    gpu_wait: bool,
+) -> Failure | None:
+    """What keeps the current version from reaching availability, if anything does."""
+    if observed.spec_error is not None:
+        return observed.spec_error
+    if observed.rollback is not None:
+        return Failure(observed.rollback.reason, observed.rollback.describe())
+    if failure := deployment_failure(deployment):
+        return failure
+    if gpu_wait:
+        return None
+    # Failing replicas the allowed unavailability covers do not stop the service.
+    if failing and observed.desired_replicas - len(failing) < counts.needed:
+        return most_telling(failing)
+    return None
+
+
+def _outcome(observed: Observed, serves_current_spec: bool, failure: Failure | None) -> tuple[str, str | None] | None:
+    if observed.rollback is not None:
+        return ("Failed", observed.rollback.reason)
+    if serves_current_spec and observed.desired_replicas > 0:
+        return ("Succeeded", None)
+    if failure is not None and failure.reason not in HEALS_BY_ITSELF:
+        return ("Failed", failure.reason)
+    return None
 
 
 def _observed_generation(observed: Observed, previous: Mapping[str, Any]) -> int | None:
@@ -123,108 +221,29 @@ def _observed_generation(observed: Observed, previous: Mapping[str, Any]) -> int
     return int(previous_generation) if previous_generation is not None else None
 
 
-def rollout_complete(deployment: Mapping[str, Any], desired: int) -> bool:
-    """Every replica runs the Deployment's current spec and is available (what `kubectl rollout status` waits for)."""
-    if not deployment:
-        return False
-    status = deployment.get("status") or {}
-    generation = (deployment.get("metadata") or {}).get("generation")
-    if status.get("observedGeneration") != generation:
-        return False
-    return (
-        int(status.get("updatedReplicas") or 0) == desired
-        and int(status.get("replicas") or 0) == desired
-        and int(status.get("readyReplicas") or 0) >= desired
-        and int(status.get("availableReplicas") or 0) >= desired
-    )
-
-
-def _progress_reason(observed: Observed, deployment: Mapping[str, Any], updated: int, ready: int) -> tuple[str, str]:
+def _progress_reason(
+    observed: Observed, deployment: Mapping[str, Any], counts: _Counts, gpu_wait: bool
+) -> tuple[str, str]:
     if not deployment:
         return "Creating", "creating the Deployment and Service"
     if not observed.children_current:
         return "Updating", "applying the current spec to the Deployment and Service"
     desired = observed.desired_replicas
-    if updated < desired:
-        return "RollingOut", f"{updated}/{desired} replicas run the current spec"
-    return "WaitingForReplicas", f"{ready}/{desired} replicas ready"
-
-
-def find_failure(deployment: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> Failure | None:
-    """The most telling failure among the Deployment's conditions and its live pods."""
-    for condition in (deployment.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            return Failure("ProgressDeadlineExceeded", condition.get("message") or "the rollout made no progress")
-        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
-            return Failure("ReplicaFailure", condition.get("message") or "pods could not be created")
-    failures = [
-        f
-        for pod in pods
-        if not (pod.get("metadata") or {}).get("deletionTimestamp")
-        for f in [_pod_failure(pod)]
-        if f is not None
-    ]
-    return min(failures, key=lambda f: (_SEVERITY.get(f.reason, 99), f.message)) if failures else None
-
-
-# When pods fail in several ways at once, report the one a user must fix first.
-_SEVERITY = {
-    "ChecksumMismatch": 0,
-    "ModelLoadFailed": 1,
-    "FetchFailed": 2,
-    "ImagePullBackOff": 3,
-    "CreateContainerConfigError": 4,
-    "CrashLoopBackOff": 5,
-    "Unschedulable": 6,
-}
-
-
-def _pod_failure(pod: Mapping[str, Any]) -> Failure | None:
-    status = pod.get("status") or {}
-    for container in status.get("initContainerStatuses") or []:
-        if failure := _container_failure(container, init=True):
-            return failure
-    for container in status.get("containerStatuses") or []:
-        if failure := _container_failure(container, init=False):
-            return failure
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
-            return Failure("Unschedulable", condition.get("message") or "no node can run this pod")
-    return None
-
-
-def _container_failure(container: Mapping[str, Any], init: bool) -> Failure | None:
-    state = container.get("state") or {}
-    waiting = state.get("waiting") or {}
-    reason = waiting.get("reason")
-    name = container.get("name", "")
-    if reason in _IMAGE_PULL_REASONS:
-        message = waiting.get("message") or f"cannot pull image {container.get('image')}"
-        return Failure("ImagePullBackOff", f"container {name}: {message}")
-    if reason in _CONFIG_ERROR_REASONS:
-        return Failure("CreateContainerConfigError", f"container {name}: {waiting.get('message') or reason}")
-    terminated = state.get("terminated") or (container.get("lastState") or {}).get("terminated") or {}
-    exit_code = terminated.get("exitCode")
-    # A real kubelet shows CrashLoopBackOff only between restarts; while the container runs again, not ready yet,
-    # its last exit still says why it keeps failing.
-    failed_last_time = exit_code not in (None, 0) and (init or not container.get("ready"))
-    if not (reason == "CrashLoopBackOff" or failed_last_time):
-        return None
-    message = (terminated.get("message") or "").strip()
-    if exit_code == EXIT_MODEL_LOAD_FAILED and name == RUNTIME_CONTAINER:
-        return Failure("ModelLoadFailed", message or "the runtime could not load the model")
-    if exit_code == EXIT_CHECKSUM_MISMATCH:  # the fetch's download, or the runtime's check of a volume's file
-        return Failure("ChecksumMismatch", message or "the model file does not match spec.model.sha256")
-    if exit_code == EXIT_FETCH_FAILED and name == FETCH_CONTAINER:
-        return Failure("FetchFailed", message or "the model could not be downloaded from spec.model.uri")
-    # The kubelet's reason (OOMKilled) says more than an exit code, and an OOM kill leaves no message.
-    detail = f": {_last_line(message)}" if message else f" ({terminated['reason']})" if terminated.get("reason") else ""
-    code = f" with exit code {exit_code}" if exit_code is not None else ""
-    return Failure("CrashLoopBackOff", f"container {name} keeps exiting{code}{detail}")
-
-
-def _last_line(message: str) -> str:
-    return message.splitlines()[-1][:500]
+    if observed.replacing_in_place:
+        return (
+            "ReplacingInPlace",
+            f"no free {observed.gpu_resource} for an extra replica: replacing one replica at a time "
+            f"({counts.updated}/{desired} run the current spec)",
+        )
+    if gpu_wait:
+        return (
+            "WaitingForGpu",
+            f"a new replica waits for a free {observed.gpu_resource}; the previous version serves all {desired} "
+            "replicas meanwhile",
+        )
+    if counts.updated < desired:
+        return "RollingOut", f"{counts.updated}/{desired} replicas run the current spec"
+    return "WaitingForReplicas", f"{counts.ready}/{desired} replicas ready"
 
 
 def _condition(
@@ -269,4 +288,6 @@ def transition_events(previous: Mapping[str, Any], current: Mapping[str, Any]) -
             events.append(("Warning", condition["reason"], condition["message"]))
         elif condition["type"] == "Degraded" and old.get("status") == "True":
             events.append(("Normal", "Recovered", f"no longer {old.get('reason')}"))
+        elif condition["type"] == "RolledBack" and condition["status"] == "True":
+            events.append(("Warning", "RolledBack", condition["message"]))
     return events

@@ -1,0 +1,39 @@
+"""GPU-aware rolling updates: replace in place when no GPU is free for a surge replica. Pure: no I/O, no clock.
+
+A rolling update that may take no replica down (maxUnavailable comes to 0) starts a surge replica first, which
+needs GPUs no running replica holds. On a full cluster it never schedules, and the rollout would wait for its
+progress deadline. Instead, once the surge replica is seen waiting for a GPU, the Deployment replaces one replica
+at a time (maxSurge 0, maxUnavailable 1) until the rollout completes, then gets the spec's strategy back. The
+Deployment's own strategy is the memory of that switch, so it survives operator restarts.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from modeldeploy_operator.api.v1alpha1 import ModelDeploymentSpec
+from modeldeploy_operator.manifests.deployment import template_hash
+from modeldeploy_operator.reconcile.workload import live_pods, rollout_complete, waits_for_gpu
+
+
+def replace_in_place(
+    spec: ModelDeploymentSpec,
+    desired_replicas: int,
+    deployment: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+) -> bool:
+    """Whether the Deployment should replace its replicas one at a time, without a surge replica, for now."""
+    if spec.gpu.count == 0 or spec.rollout.when_no_spare_gpu != "ReplaceInPlace":
+        return False
+    if spec.rollout.allowed_unavailable(desired_replicas) > 0:
+        return False  # the controller makes room by itself: a rollout never waits for a spare GPU
+    if deployment is None or rollout_complete(deployment, desired_replicas):
+        return False
+    if _replaces_in_place(deployment):
+        return True  # switched earlier in this rollout: keep it until the rollout completes
+    new_pods = live_pods(pods, template_hash(deployment))
+    return any(waits_for_gpu(pod, spec.gpu.resource_name) for pod in new_pods)
+
+
+def _replaces_in_place(deployment: Mapping[str, Any]) -> bool:
+    rolling_update = ((deployment.get("spec") or {}).get("strategy") or {}).get("rollingUpdate") or {}
+    return rolling_update.get("maxSurge") in (0, "0%") and rolling_update.get("maxUnavailable") == 1
