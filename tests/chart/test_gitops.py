@@ -1,9 +1,7 @@
 """GitOps: stock health logic reads real ModelDeployments right, and applying the same manifests twice is a no-op.
 
-The health verdicts come from the tools' own code, built by tests/chart/healthcheck/build.sh from the Go module
-proxy: kstatus (sigs.k8s.io/cli-utils, what Flux and kpt use) and the Argo CD health script of
-examples/gitops/argocd run by gopher-lua (the Lua VM Argo CD embeds), the object passed as Argo CD passes it.
-Argo CD's own binary is not built here (its module graph is far too large for this machine): the script is.
+The health verdicts come from the tools' own code (the `health` fixture, tests/conftest.py). Argo CD's own binary
+is not built here (its module graph is far too large for this machine): its health script is.
 The failing states are simulated on KWOK nodes (pod annotations), because each health reading needs its state held
 steady on demand; real containers fail for real in tests/e2e/test_model_delivery_and_failures.py.
 """
@@ -16,48 +14,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from chart_models import MODELS, apply, example, wait_condition
 from chart_operator import OperatorStarter, chart_env
-from chart_release import REPO, Release, render
+from chart_release import Release, render
 from modeldeploy_devcluster.connection import ClusterConnection
 from modeldeploy_devcluster.kwok import EXIT_CODE_ANNOTATION, MESSAGE_ANNOTATION, SIMULATE_ANNOTATION, Simulation
 from modeldeploy_devcluster.testing import wait_until
 
-HEALTHCHECK_BUILD = Path(__file__).parent / "healthcheck" / "build.sh"
-ARGOCD_HEALTH = REPO / "examples" / "gitops" / "argocd" / "argocd-cm-health.yaml"
-ARGOCD_HEALTH_KEY = "resource.customizations.health.serving.modeldeploy.dev_ModelDeployment"
 GITOPS_MANAGER = "gitops"
-
-
-@pytest.fixture(scope="session")
-def healthcheck() -> Path:
-    built = subprocess.run([str(HEALTHCHECK_BUILD)], stdout=subprocess.PIPE, text=True, check=True, timeout=900)
-    return Path(built.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture
-def argocd_script(tmp_path: Path) -> Path:
-    script = tmp_path / "health.lua"
-    script.write_text(yaml.safe_load(ARGOCD_HEALTH.read_text())["data"][ARGOCD_HEALTH_KEY])
-    return script
-
-
-def verdicts(healthcheck: Path, objects: str, *command: str) -> dict[str, dict[str, str]]:
-    result = subprocess.run(
-        [str(healthcheck), *command], input=objects, capture_output=True, text=True, check=False, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    return {verdict["name"]: verdict for verdict in json.loads(result.stdout)}
 
 
 def test_kstatus_and_argocd_read_ready_progressing_and_degraded_modeldeployments(
     cluster: ClusterConnection,
     release: Release,
     run_operator: OperatorStarter,
-    healthcheck: Path,
-    argocd_script: Path,
+    health: Any,  # tests/conftest.py HealthCheck
 ) -> None:
     release.install({"watch": {"scope": "release"}, "replicaCount": 1, "leaderElection": {"enabled": False}})
     namespace = release.namespace
@@ -86,8 +58,8 @@ def test_kstatus_and_argocd_read_ready_progressing_and_degraded_modeldeployments
     wait_condition(cluster, namespace, "stalled", "Stalled", "True", "ModelLoadFailed")
 
     objects = cluster.kubectl("get", "modeldeployments", "-n", namespace, "-o", "json").stdout
-    kstatus = verdicts(healthcheck, objects, "kstatus")
-    argocd = verdicts(healthcheck, objects, "argocd", str(argocd_script))
+    kstatus = health.verdicts(objects, "kstatus")
+    argocd = health.verdicts(objects, "argocd")
     print(f"\nkstatus: {json.dumps(kstatus, indent=1)}\nargocd: {json.dumps(argocd, indent=1)}")
 
     assert kstatus["ready"]["status"] == "Current"
@@ -109,9 +81,9 @@ def test_kstatus_and_argocd_read_ready_progressing_and_degraded_modeldeployments
     cluster.kubectl("patch", "md", "ready", "-n", namespace, "--type=merge", "-p", '{"spec":{"replicas":2}}')
     objects = cluster.kubectl("get", "modeldeployment", "ready", "-n", namespace, "-o", "json").stdout
     as_list = json.dumps({"kind": "List", "items": [json.loads(objects)]})
-    stale = verdicts(healthcheck, as_list, "kstatus")["ready"]
+    stale = health.verdicts(as_list, "kstatus")["ready"]
     assert (stale["status"], stale["reason"]) == ("InProgress", "LatestGenerationNotObserved")
-    assert verdicts(healthcheck, as_list, "argocd", str(argocd_script))["ready"]["status"] == "Progressing"
+    assert health.verdicts(as_list, "argocd")["ready"]["status"] == "Progressing"
 
 
 def gitops_objects(helm: Path, namespace: str, work_dir: Path) -> list[dict[str, Any]]:

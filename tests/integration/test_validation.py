@@ -40,6 +40,13 @@ INVALID = {
     ),
     "unknown field": ({"gpus": 1}, 'unknown field "spec.gpus"'),
     "control character in env": ({"runtime": {"env": [{"name": "A", "value": "\x7f"}]}}, "spec.runtime.env[0].value"),
+    "rollout that can never start": (
+        {"rollout": {"maxSurge": 0, "maxUnavailable": "0%"}},
+        "rollout.maxSurge and rollout.maxUnavailable cannot both be 0",
+    ),
+    "surge not a percentage": ({"rollout": {"maxSurge": "150%"}}, "spec.rollout.maxSurge"),
+    "negative unavailability": ({"rollout": {"maxUnavailable": -1}}, "spec.rollout.maxUnavailable"),
+    "unknown no-spare-gpu policy": ({"rollout": {"whenNoSpareGpu": "Evict"}}, "spec.rollout.whenNoSpareGpu"),
 }
 
 
@@ -67,3 +74,9 @@ def test_defaults_are_filled_in_by_the_apiserver(crd_installed, kube, md) -> Non
     assert spec["gpu"] == {"count": 0, "resourceName": "nvidia.com/gpu"}
     assert spec["runtime"]["maxBatchSize"] == 32 and spec["runtime"]["maxBatchDelayMs"] == 5
     assert spec["service"] == {"type": "ClusterIP", "port": 80}
+    assert spec["rollout"] == {
+        "maxSurge": 1,
+        "maxUnavailable": "25%",
+        "whenNoSpareGpu": "ReplaceInPlace",
+        "autoRollback": True,
+    }

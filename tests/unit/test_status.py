@@ -407,3 +407,12 @@ def test_a_version_that_serves_every_replica_is_recorded_as_succeeded() -> None:
             "time": "2026-11-23T12:01:00Z",
         }
     ]
+
+
+def test_a_new_replica_waiting_for_the_gpu_an_old_one_frees_is_not_a_failure() -> None:
+    observed = _rollout(
+        deployment=_deployment(replicas=2, ready=1, updated=1),
+        pods=[_of("v2-hash", _unschedulable())],
+        replacing_in_place=True,
+    )
+    assert _conditions(compute_status(observed, {}, NOW))["Degraded"] == ("False", "AsExpected")

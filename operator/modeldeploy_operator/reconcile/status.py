@@ -175,8 +175,11 @@ def compute_status(observed: Observed, previous: Mapping[str, Any], now: datetim
 
 
 def _waiting_for_gpu(observed: Observed, current_pods: list[Mapping[str, Any]], counts: _Counts) -> bool:
-    """A new replica waits for a GPU while the previous version still serves every desired replica."""
-    if observed.gpu_resource is None or counts.available < observed.desired_replicas:
+    """A new replica waits for a GPU while the previous version still serves every desired replica, or while a
+    replica of it is being replaced to free one."""
+    if observed.gpu_resource is None:
+        return False
+    if counts.available < observed.desired_replicas and not observed.replacing_in_place:
         return False
     return any(waits_for_gpu(pod, observed.gpu_resource) for pod in current_pods)
 
