@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 import runtime_bench_models as bench_models
+from modeldeploy_runtime.model.devices import detect_devices
 from modeldeploy_runtime.model.loading import load_model
 from modeldeploy_runtime.settings import DeviceChoice, DtypeChoice
 
@@ -71,7 +72,7 @@ def free_port() -> int:
 
 def measure_floor(model: str, path: Path, device: DeviceChoice, seconds: float) -> list[FloorResult]:
     """Raw in-process forward through the same loader the servers use: the best any server could do."""
-    servable = load_model(model, path, None, device, DtypeChoice.FLOAT32)
+    servable = load_model(model, path, None, detect_devices(device)[0], DtypeChoice.FLOAT32)
     results = []
     for batch in FLOOR_BATCHES:
         inputs = [torch.rand(batch, *bench_models.INPUT_SHAPES[model])]

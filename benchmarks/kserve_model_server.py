@@ -17,6 +17,7 @@ import kserve
 import torch
 import uvicorn
 from kserve import InferOutput, InferRequest, InferResponse
+from modeldeploy_runtime.model.devices import detect_devices
 from modeldeploy_runtime.model.loading import load_model
 from modeldeploy_runtime.settings import DeviceChoice, DtypeChoice
 
@@ -36,7 +37,7 @@ uvicorn.Config.__init__ = _loopback_without_access_log  # type: ignore[method-as
 class TorchModel(kserve.Model):
     def __init__(self, name: str, path: Path, device: DeviceChoice) -> None:
         super().__init__(name)
-        self.servable = load_model(name, path, None, device, DtypeChoice.FLOAT32)
+        self.servable = load_model(name, path, None, detect_devices(device)[0], DtypeChoice.FLOAT32)
         self.ready = True
 
     async def predict(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -82,27 +82,28 @@ class RuntimeMetrics:
         self._queue_depth.set_function(queue_depth)
         self._in_flight.set_function(in_flight)
 
-    def track_gpu_memory(self, device: torch.device) -> None:
-        self.registry.register(_GpuMemoryCollector(device))
+    def track_gpu_memory(self, devices: Sequence[torch.device]) -> None:
+        self.registry.register(_GpuMemoryCollector(devices))
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
 class _GpuMemoryCollector(Collector):
-    def __init__(self, device: torch.device) -> None:
-        self._device = device
+    def __init__(self, devices: Sequence[torch.device]) -> None:
+        self._devices = list(devices)
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "modeldeploy_gpu_memory_bytes",
-            "GPU memory of the model's device: allocated and reserved by torch, free and total on the device.",
+            "GPU memory of each of the model's devices: allocated and reserved by torch, free and total.",
             labels=["device", "kind"],
         )
-        device_label = str(self._device)
-        free, total = torch.cuda.mem_get_info(self._device)
-        family.add_metric([device_label, "allocated"], torch.cuda.memory_allocated(self._device))
-        family.add_metric([device_label, "reserved"], torch.cuda.memory_reserved(self._device))
-        family.add_metric([device_label, "free"], free)
-        family.add_metric([device_label, "total"], total)
+        for device in self._devices:
+            label = str(device)
+            free, total = torch.cuda.mem_get_info(device)
+            family.add_metric([label, "allocated"], torch.cuda.memory_allocated(device))
+            family.add_metric([label, "reserved"], torch.cuda.memory_reserved(device))
+            family.add_metric([label, "free"], free)
+            family.add_metric([label, "total"], total)
         yield family

@@ -17,6 +17,7 @@ from modeldeploy_runtime.batching import DynamicBatcher, Slot
 from modeldeploy_runtime.checksum import sha256_of
 from modeldeploy_runtime.errors import ChecksumMismatch, ModelLoadError, ModelNotFound, ModelNotReady
 from modeldeploy_runtime.metrics import RuntimeMetrics
+from modeldeploy_runtime.model.devices import ModelCopies, detect_devices, worker_count
 from modeldeploy_runtime.model.loading import load_model
 from modeldeploy_runtime.model.servable import ServableModel
 from modeldeploy_runtime.settings import ServeSettings
@@ -55,7 +56,7 @@ class InferenceService:
         """Loads and warms the model off the event loop, so probes keep answering meanwhile."""
         started = time.perf_counter()
         try:
-            model = await asyncio.to_thread(self._load_and_warm_up)
+            models = await asyncio.to_thread(self._load_and_warm_up)
         except ModelLoadError as error:
             self._fail(error)
             return
@@ -63,25 +64,31 @@ class InferenceService:
             _log.exception("unexpected error while loading the model")
             self._fail(ModelLoadError(f"{error.__class__.__name__}: {error}"))
             return
+        copies, model = ModelCopies(models), models[0]
         self._model = model
         # Cheap batches run on the event loop's thread (see the batching engine): it needs the setting too.
         self._configure_torch_threads()
+
+        def start_inference_thread() -> None:
+            self._configure_torch_threads()
+            copies.bind_thread()
+
         self._batcher = DynamicBatcher(
-            model.run,
+            copies.run,
             max_batch_size=self.settings.max_batch_size,
             max_delay_s=self.settings.max_batch_delay_ms / 1000.0,
             max_queue_size=self.settings.max_queue_size,
             request_timeout_s=self.settings.request_timeout_s,
             combine_requests=model.metadata.batchable and self.settings.max_batch_size > 1,
             observer=self.metrics,
-            workers=self.settings.model_workers,
-            thread_initializer=self._configure_torch_threads,
+            workers=worker_count(self.settings.model_workers, len(copies)),
+            thread_initializer=start_inference_thread,
         )
         self._batcher.start()
         batcher = self._batcher
         self.metrics.track_queue(lambda: batcher.queue_depth, lambda: batcher.in_flight)
         if model.device.type == "cuda":
-            self.metrics.track_gpu_memory(model.device)
+            self.metrics.track_gpu_memory([copy.device for copy in models])
         # torch, FastAPI and the model leave ~350k long-lived objects whose every full collection would stall
         # the event loop for ~300 ms; frozen, they are never scanned again and collections stay short.
         gc.collect()
@@ -91,7 +98,8 @@ class InferenceService:
         if self.state is ModelState.LOADING:
             self.state, self.reason = ModelState.READY, "model is ready"
             self.metrics.set_ready(True)
-        _log.info("model %s ready on %s after %.2fs", self.name, model.device, elapsed)
+        devices = ", ".join(str(copy.device) for copy in models)
+        _log.info("model %s ready on %s after %.2fs", self.name, devices, elapsed)
 
     def _configure_torch_threads(self) -> None:
         """Per thread: OpenMP keeps the intra-op thread count per calling thread."""
@@ -102,26 +110,26 @@ class InferenceService:
         if threads is not None:
             torch.set_num_threads(threads)
 
-    def _load_and_warm_up(self) -> ServableModel:
+    def _load_and_warm_up(self) -> list[ServableModel]:
+        """One warmed-up copy of the model on each device the container sees."""
         self._configure_torch_threads()
         expected = self.settings.model_sha256
         if expected is not None:
             actual = sha256_of(self.settings.model_path)
             if actual != expected:
                 raise ChecksumMismatch(f"{self.settings.model_path}: expected sha256 {expected}, got {actual}")
-        model = load_model(
-            self.name,
-            self.settings.model_path,
-            self.settings.model_format,
-            self.settings.device,
-            self.settings.dtype,
-        )
-        batch_sizes = sorted({1, self.settings.max_batch_size})
-        try:
-            model.warm_up(batch_sizes)
-        except Exception as error:
-            raise ModelLoadError(f"warm-up with the declared input shapes failed: {error}") from error
-        return model
+        models = []
+        for device in detect_devices(self.settings.device):
+            model = load_model(
+                self.name, self.settings.model_path, self.settings.model_format, device, self.settings.dtype
+            )
+            batch_sizes = sorted({1, self.settings.max_batch_size})
+            try:
+                model.warm_up(batch_sizes)
+            except Exception as error:
+                raise ModelLoadError(f"warm-up with the declared input shapes failed: {error}") from error
+            models.append(model)
+        return models
 
     def _fail(self, failure: ModelLoadError) -> None:
         self.state, self.load_failure = ModelState.FAILED, failure

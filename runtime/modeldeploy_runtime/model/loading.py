@@ -21,7 +21,7 @@ from modeldeploy_runtime.model.metadata import (
     sidecar_path,
 )
 from modeldeploy_runtime.model.servable import ServableModel
-from modeldeploy_runtime.settings import DeviceChoice, DtypeChoice, ModelFormat
+from modeldeploy_runtime.settings import DtypeChoice, ModelFormat
 
 _log = logging.getLogger(__name__)
 
@@ -37,25 +37,15 @@ _PLATFORMS = {
 }
 
 
-def select_device(choice: DeviceChoice) -> torch.device:
-    cuda_available = torch.cuda.is_available()
-    if choice is DeviceChoice.CUDA and not cuda_available:
-        raise ModelLoadError("device 'cuda' was asked for but CUDA is not available in this container")
-    if choice is DeviceChoice.CPU or not cuda_available:
-        return torch.device("cpu")
-    return torch.device("cuda", torch.cuda.current_device())
-
-
 def load_model(
     name: str,
     path: Path,
     model_format: ModelFormat | None,
-    device_choice: DeviceChoice,
+    device: torch.device,
     dtype_choice: DtypeChoice,
 ) -> ServableModel:
     """Raises ModelLoadError with a reason a person can act on."""
     resolved_format = model_format or detect_format(path)
-    device = select_device(device_choice)
     compute_dtype = _COMPUTE_DTYPES[dtype_choice]
     if compute_dtype is torch.float16 and device.type == "cpu":
         _log.warning("float16 on the CPU is slow for most operators; bfloat16 or float32 is usually faster")
