@@ -20,10 +20,10 @@ TEMPLATE_HASH = "serving.modeldeploy.dev/template-hash"
 GPU_MD = {
     "replicas": 2,
     "gpu": {"count": 1, "product": "NVIDIA-H100-80GB-HBM3"},
-    "model": {"uri": "pvc://models/resnet50.pt"},
+    "model": {"uri": "file:///models/resnet50.pt"},
 }
 # Two replicas of eight GPUs take every GPU of the devcluster (two nodes of eight): no room for a surge replica.
-FULL_CLUSTER_MD = {"replicas": 2, "gpu": {"count": 8}, "model": {"uri": "pvc://models/llama-70b.pt"}}
+FULL_CLUSTER_MD = {"replicas": 2, "gpu": {"count": 8}, "model": {"uri": "file:///models/llama-70b.pt"}}
 LOAD_FAILURE = "ModelLoadFailed: /mnt/models/resnet101.pt is not a TorchScript archive"
 CANNOT_LOAD = {
     SIMULATE_ANNOTATION: Simulation.CRASH_LOOP.value,
@@ -154,7 +154,7 @@ def test_a_model_that_fails_to_load_is_rolled_back_and_the_service_keeps_serving
     kube.wait_condition("resnet", "Ready", "True")
     good = _version(kube.get("deployment", "resnet"))
 
-    broken = {**GPU_MD, "model": {"uri": "pvc://models/resnet101.pt"}, "podMetadata": {"annotations": CANNOT_LOAD}}
+    broken = {**GPU_MD, "model": {"uri": "file:///models/resnet101.pt"}, "podMetadata": {"annotations": CANNOT_LOAD}}
     with (
         watching(kube, "pods", "-l", "app.kubernetes.io/instance=resnet") as pods,
         watching(kube, "deployment", "resnet") as deployments,
@@ -171,7 +171,7 @@ def test_a_model_that_fails_to_load_is_rolled_back_and_the_service_keeps_serving
     assert min(served) == 2, f"both replicas of the good version served throughout: {served}"
 
     resnet = kube.get("md", "resnet")
-    assert resnet["spec"]["model"]["uri"] == "pvc://models/resnet101.pt", "the spec stays as written"
+    assert resnet["spec"]["model"]["uri"] == "file:///models/resnet101.pt", "the spec stays as written"
     assert _version(kube.get("deployment", "resnet")) == good
     assert _conditions(resnet) == {
         "Ready": ("False", "RolledBack"),
@@ -204,7 +204,7 @@ def test_a_model_that_fails_to_load_is_rolled_back_and_the_service_keeps_serving
     assert _version(kube.get("deployment", "resnet")) == good
 
     # A fixed spec rolls out and the rollback is over.
-    kube.apply(md("resnet", **{**GPU_MD, "replicas": 3, "model": {"uri": "pvc://models/resnet101-fixed.pt"}}))
+    kube.apply(md("resnet", **{**GPU_MD, "replicas": 3, "model": {"uri": "file:///models/resnet101-fixed.pt"}}))
     kube.wait_for("the fixed spec Ready", lambda: _rolled_out(kube, "resnet", 4))
     resnet = kube.get("md", "resnet")
     assert _conditions(resnet)["RolledBack"] == ("False", "AsExpected")

@@ -370,10 +370,14 @@ def test_a_rollback_is_reported_as_failed_while_the_previous_version_serves() ->
     }
     rolled_back = next(c for c in rolling_back["conditions"] if c["type"] == "RolledBack")
     assert rolled_back["message"] == (
-        "generation 7 failed (ModelLoadFailed: ModelLoadFailed: not a TorchScript archive); rolled back to the pod "
+        "generation 7 failed (ModelLoadFailed: not a TorchScript archive); rolled back to the pod "
         "template of generation 5, which serves meanwhile. Change the spec to try again."
     )
-    assert rolling_back["lastFailure"]["reason"] == "ModelLoadFailed"
+    assert rolling_back["lastFailure"] == {
+        "reason": "ModelLoadFailed",
+        "message": "ModelLoadFailed: not a TorchScript archive",
+        "time": "2026-11-23T12:00:00Z",
+    }
     assert rolling_back["revisions"] == [
         *history,
         {

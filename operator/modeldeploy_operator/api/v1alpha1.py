@@ -407,8 +407,8 @@ class RolloutSpec(_Model):
             "default": {},
             "x-kubernetes-validations": [
                 cel(
-                    "!((self.maxSurge == 0 || self.maxSurge == '0%') "
-                    "&& (self.maxUnavailable == 0 || self.maxUnavailable == '0%'))",
+                    "!(has(self.maxSurge) && (self.maxSurge == 0 || self.maxSurge == '0%') "
+                    "&& has(self.maxUnavailable) && (self.maxUnavailable == 0 || self.maxUnavailable == '0%'))",
                     "rollout.maxSurge and rollout.maxUnavailable cannot both be 0: the rollout could never start",
                 )
             ],

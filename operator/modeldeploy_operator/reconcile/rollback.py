@@ -68,9 +68,10 @@ class Rollback:
             return None  # none, or not ours to understand: the spec's template is applied over it
 
     def describe(self) -> str:
+        failure = self.message if self.message.startswith(self.reason) else f"{self.reason}: {self.message}"
         return (
-            f"generation {self.failed_generation} failed ({self.reason}: {self.message}); rolled back to the pod "
-            f"template of generation {self.to_generation}, which serves meanwhile. Change the spec to try again."
+            f"generation {self.failed_generation} failed ({failure}); rolled back to the pod template of "
+            f"generation {self.to_generation}, which serves meanwhile. Change the spec to try again."
         )
 
 

@@ -155,6 +155,8 @@ def compute_status(observed: Observed, previous: Mapping[str, Any], now: datetim
     ]
     # A failure the allowed unavailability covers is not Degraded, but still worth keeping as the last one seen.
     seen = failure or (None if gpu_wait else most_telling(failing))
+    if observed.rollback is not None:
+        seen = Failure(observed.rollback.reason, observed.rollback.message)
     status = {
         "observedGeneration": _observed_generation(observed, previous),
         "conditions": conditions,
