@@ -64,6 +64,12 @@ def test_no_switch(spec: ModelDeploymentSpec, pods: list[dict[str, Any]], why: s
     assert not replace_in_place(spec, 2, _deployment(), pods), why
 
 
+def test_a_new_service_without_gpus_has_nothing_to_replace() -> None:
+    creating = _deployment()
+    creating["status"].update(replicas=2, updatedReplicas=2, readyReplicas=0, availableReplicas=0)
+    assert not replace_in_place(_spec(), 2, creating, [_waiting(), _waiting()])
+
+
 def test_percentages_round_as_the_deployment_controller_rounds_them() -> None:
     assert resolve_int_or_percent("25%", 3, round_up=False) == 0
     assert resolve_int_or_percent("25%", 10, round_up=False) == 2

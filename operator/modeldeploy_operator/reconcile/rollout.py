@@ -30,6 +30,9 @@ def replace_in_place(
         return False
     if _replaces_in_place(deployment):
         return True  # switched earlier in this rollout: keep it until the rollout completes
+    status = deployment.get("status") or {}
+    if int(status.get("replicas") or 0) <= int(status.get("updatedReplicas") or 0):
+        return False  # no replica of an older version to make room: no GPU for a new service is just Unschedulable
     new_pods = live_pods(pods, template_hash(deployment))
     return any(waits_for_gpu(pod, spec.gpu.resource_name) for pod in new_pods)
 
