@@ -25,6 +25,7 @@ from lightkube import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 from modeldeploy_devcluster.connection import ClusterConnection
+from modeldeploy_devcluster.kwok import EXIT_CODE_ANNOTATION, SIMULATE_ANNOTATION, Simulation
 from modeldeploy_devcluster.pytest_plugin import TEST_NAMESPACE_LABEL
 from modeldeploy_devcluster.testing import wait_until
 
@@ -94,6 +95,10 @@ def test_operator_with_the_chart_token_uses_exactly_the_granted_verbs(
             lambda: (get_md(cluster, namespace, "iris-classifier") or {}).get("status", {}).get("readyReplicas") == 2,
             "two ready replicas",
         )
+        # An update whose model cannot load is rolled back to the template its ReplicaSet kept.
+        cannot_load = {SIMULATE_ANNOTATION: Simulation.CRASH_LOOP.value, EXIT_CODE_ANNOTATION: "3"}
+        apply(cluster, example("iris-classifier", replicas=2, podMetadata={"annotations": cannot_load}), namespace)
+        wait_condition(cluster, namespace, "iris-classifier", "RolledBack", "True", "ModelLoadFailed")
         apply(cluster, {**example("iris-classifier", gpu={"count": 9}), "metadata": {"name": "too-big"}}, namespace)
         wait_condition(cluster, namespace, "too-big", "Degraded", "True", "Unschedulable")
 

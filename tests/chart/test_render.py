@@ -21,6 +21,7 @@ OPERATOR_RULES = {
     ("serving.modeldeploy.dev", "modeldeployments/status"): {"patch"},
     ("serving.modeldeploy.dev", "modeldeployments/finalizers"): {"update"},
     ("apps", "deployments"): {"list", "watch", "create", "patch"},
+    ("apps", "replicasets"): {"list"},
     ("", "services"): {"list", "watch", "create", "patch"},
     ("", "pods"): {"list", "watch"},
     ("autoscaling", "horizontalpodautoscalers"): {"list", "watch"},
