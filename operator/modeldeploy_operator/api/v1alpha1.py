@@ -429,7 +429,7 @@ class RolloutSpec(_Model):
         default="ReplaceInPlace",
         description="When maxUnavailable comes to 0 and a surge replica finds no free GPU: ReplaceInPlace "
         "replaces one running replica at a time (one fewer serves meanwhile); Wait keeps every old replica "
-        "serving until a GPU frees up, however long that takes.",
+        "serving until a GPU frees up, or until progressDeadlineSeconds passes and the rollout counts as failed.",
     )
     auto_rollback: bool = Field(
         default=True,
@@ -501,6 +501,9 @@ class LastFailure(_Model):
     time: datetime = Field(description="When it was seen.")
 
 
+MAX_REVISIONS = 10
+
+
 class Revision(_Model):
     """One pod template the spec asked for, and how it went."""
 
@@ -535,7 +538,7 @@ class ModelDeploymentStatus(_Model):
     last_failure: LastFailure | None = Field(default=None, description="The last failure seen, if any.")
     revisions: list[Revision] = Field(
         default_factory=list,
-        max_length=10,
+        max_length=MAX_REVISIONS,
         description="The last pod templates the spec asked for, oldest first, with their outcome; the newest "
         "Succeeded one is where an automatic rollback goes.",
     )

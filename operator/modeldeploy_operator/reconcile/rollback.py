@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from modeldeploy_operator.api.v1alpha1 import MAX_REVISIONS
 from modeldeploy_operator.manifests.deployment import template_hash
 from modeldeploy_operator.manifests.labels import ROLLED_BACK_ANNOTATION
 from modeldeploy_operator.reconcile.workload import (
@@ -30,7 +31,6 @@ from modeldeploy_operator.reconcile.workload import (
     pod_failures,
 )
 
-MAX_REVISIONS = 10
 # The Deployment controller's label on ReplicaSets and their pods: never ours to apply.
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
 
