@@ -420,3 +420,11 @@ def test_a_new_replica_waiting_for_the_gpu_an_old_one_frees_is_not_a_failure() -
         replacing_in_place=True,
     )
     assert _conditions(compute_status(observed, {}, NOW))["Degraded"] == ("False", "AsExpected")
+
+
+def test_a_rollback_that_cannot_happen_says_why_beside_the_failure() -> None:
+    crashing = _of("v2-hash", _pod(containerStatuses=[_crash("runtime", 3, "ModelLoadFailed: x")]))
+    blocked = "cannot roll back to generation 5: no ReplicaSet keeps its pod template"
+    observed = _rollout(deployment=_deployment(replicas=3, updated=1), pods=[crashing], rollback_blocked=blocked)
+    degraded = next(c for c in compute_status(observed, {}, NOW)["conditions"] if c["type"] == "Degraded")
+    assert (degraded["reason"], degraded["message"]) == ("ModelLoadFailed", f"ModelLoadFailed: x; {blocked}")

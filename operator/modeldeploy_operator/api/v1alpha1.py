@@ -494,8 +494,7 @@ class LastFailure(_Model):
 
     reason: str = Field(
         description="Unschedulable, ImagePullBackOff, CreateContainerConfigError, CrashLoopBackOff, ModelLoadFailed, "
-        "FetchFailed, ChecksumMismatch, ReplicaFailure, ProgressDeadlineExceeded, RollbackImpossible, InvalidSpec "
-        "or ApplyFailed."
+        "FetchFailed, ChecksumMismatch, ReplicaFailure, ProgressDeadlineExceeded, InvalidSpec or ApplyFailed."
     )
     message: str = Field(description="Why, with what to do about it.")
     time: datetime = Field(description="When it was seen.")

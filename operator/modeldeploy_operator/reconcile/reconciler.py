@@ -49,6 +49,17 @@ class Children:
     deployment_autoscaled: bool = False  # an HPA targets the Deployment directly
 
 
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """The Deployment to apply, and why it looks the way it does."""
+
+    manifest: dict[str, Any]
+    version: Version  # the pod template the spec asks for (the manifest may hold an older one)
+    rollback: Rollback | None = None  # in force: the manifest holds the last good template
+    rollback_blocked: str | None = None  # a rollback was due but cannot happen, and why
+    replacing_in_place: bool = False
+
+
 class Reconciler:
     def __init__(self, api: KubeApi, default_runtime_image: str) -> None:
         self._api = api
@@ -92,10 +103,8 @@ class Reconciler:
             desired_replicas = int((live["Deployment"].get("spec") or {}).get("replicas") or 0)
         kind = "Deployment"
         try:
-            deployment, version, rollback, in_place = await self._desired_deployment(
-                body, md, options, desired_replicas, live["Deployment"], children.pods
-            )
-            for manifest in (stamp(deployment), stamp(build_service(md))):
+            plan = await self._plan_deployment(body, md, options, desired_replicas, live["Deployment"], children.pods)
+            for manifest in (stamp(plan.manifest), stamp(build_service(md))):
                 kind = manifest["kind"]
                 reason = needs_apply(manifest, live[kind])
                 if reason is None:
@@ -130,15 +139,16 @@ class Reconciler:
             children_current=True,
             deployment=live["Deployment"],
             pods=children.pods,
-            version=version,
+            version=plan.version,
             allowed_unavailable=md.spec.rollout.allowed_unavailable(desired_replicas),
             gpu_resource=md.spec.gpu.resource_name if md.spec.gpu.count > 0 else None,
-            rollback=rollback,
-            replacing_in_place=in_place,
+            rollback=plan.rollback,
+            rollback_blocked=plan.rollback_blocked,
+            replacing_in_place=plan.replacing_in_place,
         )
         await self._write_status(body, observed)
 
-    async def _desired_deployment(
+    async def _plan_deployment(
         self,
         body: dict[str, Any],
         md: ModelDeployment,
@@ -146,37 +156,33 @@ class Reconciler:
         desired_replicas: int,
         live: dict[str, Any] | None,
         pods: list[dict[str, Any]],
-    ) -> tuple[dict[str, Any], Version, Rollback | None, bool]:
+    ) -> DeploymentPlan:
         """The Deployment to apply: the spec's, replacing in place when no GPU is free for a surge replica, and
         held on the last good pod template while the spec asks for one that failed."""
         in_place = replace_in_place(md.spec, desired_replicas, live, pods)
         deployment = build_deployment(md, replace(options, replace_in_place=in_place))
         version = Version(md.generation, str(template_hash(deployment)), md.spec.model.uri)
+        plan = DeploymentPlan(deployment, version, replacing_in_place=in_place)
         if not md.spec.rollout.auto_rollback:
-            return deployment, version, None, in_place
-        rollback = rollback_in_force(live, version.template_hash)
+            return plan
+        rollback = rollback_in_force(live, plan.version.template_hash)
         starting = rollback is None
         if rollback is None:
             revisions = (self._current_status(body).get("status") or {}).get("revisions") or []
-            rollback = decide_rollback(version, live, pods, revisions)
+            rollback = decide_rollback(plan.version, live, pods, revisions)
         if rollback is None:
-            return deployment, version, None, in_place
+            return plan
         if template_hash(live) == rollback.to_version:
             template: dict[str, Any] | None = (live or {})["spec"]["template"]
         else:
             template = await self._api.replicaset_template(md.namespace, selector_labels(md.name), rollback.to_version)
         if template is None:
-            message = (
-                f"cannot roll back to generation {rollback.to_generation}: no ReplicaSet holds its pod template "
-                "any more"
-            )
-            logger.warning("%s/%s: %s", md.namespace, md.name, message)
-            await self._event(body, "Warning", "RollbackImpossible", message)
-            return deployment, version, None, in_place
+            blocked = f"cannot roll back to generation {rollback.to_generation}: no ReplicaSet keeps its pod template"
+            return replace(plan, rollback_blocked=blocked)
         if starting:
             logger.info("%s/%s: %s", md.namespace, md.name, rollback.describe())
             metrics.ROLLBACKS.labels(rollback.reason).inc()
-        return held_deployment(deployment, template, rollback), version, rollback, in_place
+        return replace(plan, manifest=held_deployment(deployment, template, rollback), rollback=rollback)
 
     async def _hand_over_replicas(self, md: ModelDeployment, deployment: dict[str, Any] | None) -> None:
         replicas = ((deployment or {}).get("spec") or {}).get("replicas")

@@ -3,8 +3,8 @@
 A rolling update that may take no replica down (maxUnavailable comes to 0) starts a surge replica first, which
 needs GPUs no running replica holds. On a full cluster it never schedules, and the rollout would wait for its
 progress deadline. Instead, once the surge replica is seen waiting for a GPU, the Deployment replaces one replica
-at a time (maxSurge 0, maxUnavailable 1) until the rollout completes, then gets the spec's strategy back. The
-Deployment's own strategy is the memory of that switch, so it survives operator restarts.
+at a time (maxSurge 0, maxUnavailable 1) until no replica of the old version is left, then gets the spec's strategy
+back. The Deployment's own strategy is the memory of that switch, so it survives operator restarts.
 """
 
 from collections.abc import Mapping, Sequence
@@ -12,7 +12,7 @@ from typing import Any
 
 from modeldeploy_operator.api.v1alpha1 import ModelDeploymentSpec
 from modeldeploy_operator.manifests.deployment import template_hash
-from modeldeploy_operator.reconcile.workload import live_pods, rollout_complete, waits_for_gpu
+from modeldeploy_operator.reconcile.workload import live_pods, waits_for_gpu
 
 
 def replace_in_place(
@@ -26,13 +26,13 @@ def replace_in_place(
         return False
     if spec.rollout.allowed_unavailable(desired_replicas) > 0:
         return False  # the controller makes room by itself: a rollout never waits for a spare GPU
-    if deployment is None or rollout_complete(deployment, desired_replicas):
+    status = (deployment or {}).get("status") or {}
+    if deployment is None or int(status.get("replicas") or 0) <= int(status.get("updatedReplicas") or 0):
+        # No replica of an older version is left to make room (or there never was one: no GPU for a new service
+        # is Unschedulable). Switching back now, while the last new replicas start, keeps Ready from flapping.
         return False
     if _replaces_in_place(deployment):
-        return True  # switched earlier in this rollout: keep it until the rollout completes
-    status = deployment.get("status") or {}
-    if int(status.get("replicas") or 0) <= int(status.get("updatedReplicas") or 0):
-        return False  # no replica of an older version to make room: no GPU for a new service is just Unschedulable
+        return True  # switched earlier in this rollout: keep it while old replicas remain
     new_pods = live_pods(pods, template_hash(deployment))
     return any(waits_for_gpu(pod, spec.gpu.resource_name) for pod in new_pods)
 

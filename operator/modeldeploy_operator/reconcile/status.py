@@ -49,6 +49,7 @@ class Observed:
     allowed_unavailable: int = 0  # rollout.maxUnavailable, resolved against desired_replicas
     gpu_resource: str | None = None  # the resource GPUs are counted in, when the replicas need GPUs
     rollback: Rollback | None = None  # in force: the spec's version failed, the Deployment runs an older one
+    rollback_blocked: str | None = None  # a rollback was due but cannot happen (the old ReplicaSet is gone)
     replacing_in_place: bool = False  # no spare GPU for a surge replica (reconcile/rollout.py)
 
 
@@ -81,7 +82,9 @@ def compute_status(observed: Observed, previous: Mapping[str, Any], now: datetim
     current_pods = live_pods(observed.pods, observed.version.template_hash if observed.version else None)
     failing = pod_failures(current_pods)
     gpu_wait = _waiting_for_gpu(observed, current_pods, counts)
-    failure = _blocking_failure(observed, deployment, failing, counts, gpu_wait)
+    failure = _with_blocked_rollback(
+        _blocking_failure(observed, deployment, failing, counts, gpu_wait), observed.rollback_blocked
+    )
     available = counts.available >= counts.needed
     rolled_out = rollout_complete(deployment, desired) and observed.children_current
     serves_current_spec = (
@@ -206,6 +209,10 @@ def _blocking_failure(
     if failing and observed.desired_replicas - len(failing) < counts.needed:
         return most_telling(failing)
     return None
+
+
+def _with_blocked_rollback(failure: Failure | None, blocked: str | None) -> Failure | None:
+    return Failure(failure.reason, f"{failure.message}; {blocked}") if failure and blocked else failure
 
 
 def _outcome(observed: Observed, serves_current_spec: bool, failure: Failure | None) -> tuple[str, str | None] | None:
