@@ -1,0 +1,108 @@
+"""The reconciler's rollback path against a recording fake of KubeApi: what it reads and writes, and when not."""
+
+import copy
+import json
+from typing import Any
+
+from modeldeploy_operator.manifests import ModelDeployment, build_deployment
+from modeldeploy_operator.manifests.deployment import BuildOptions, template_hash
+from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
+
+IMAGE = "runtime:1"
+ANNOTATION = "serving.modeldeploy.dev/template-hash"
+
+
+class RecordingApi:
+    """KubeApi's surface, answering as the apiserver would and keeping every call."""
+
+    def __init__(self, replicaset_templates: dict[str, dict[str, Any]]) -> None:
+        self.replicaset_templates = replicaset_templates
+        self.calls: list[tuple[str, Any]] = []
+        self.version = 100
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("apply", manifest))
+        self.version += 1
+        return {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": str(self.version)}}
+
+    async def replicaset_template(self, namespace: str, selector: Any, version: str) -> dict[str, Any] | None:
+        self.calls.append(("replicaset_template", version))
+        return copy.deepcopy(self.replicaset_templates.get(version))
+
+    async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
+        self.calls.append(("write_status", status))
+        self.version += 1
+        return str(self.version)
+
+    async def post_event(self, owner: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        self.calls.append(("post_event", reason))
+
+    def made(self, kind: str) -> list[Any]:
+        return [argument for call, argument in self.calls if call == kind]
+
+    def applied(self, kind: str) -> list[dict[str, Any]]:
+        return [manifest for manifest in self.made("apply") if manifest["kind"] == kind]
+
+
+def _body(generation: int, uri: str, revisions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "resnet", "namespace": "team-a", "uid": "uid-1", "generation": generation},
+        "spec": {"model": {"uri": uri}, "replicas": 2},
+        "status": {"revisions": revisions},
+    }
+
+
+def _live(body: dict[str, Any], **status: Any) -> dict[str, Any]:
+    """The Deployment as the watch shows it after the controller acted on it."""
+    deployment = build_deployment(ModelDeployment.from_body(body), BuildOptions(IMAGE))
+    deployment["metadata"].update(generation=3, resourceVersion="50")
+    deployment["status"] = {"observedGeneration": 3, **status}
+    return deployment
+
+
+def _crashing_pod(version: str) -> dict[str, Any]:
+    crash = {
+        "name": "runtime",
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 3, "message": "ModelLoadFailed: bad file"}},
+    }
+    return {"metadata": {"name": "p", "annotations": {ANNOTATION: version}}, "status": {"containerStatuses": [crash]}}
+
+
+async def test_a_failing_update_is_rolled_back_once_and_then_held_without_reads_or_writes() -> None:
+    good_body = _body(1, "file:///models/good.pt", [])
+    good = template_hash(_live(good_body))
+    assert good is not None
+    good_template = copy.deepcopy(_live(good_body)["spec"]["template"])
+    good_template["metadata"]["labels"]["pod-template-hash"] = "5d8f7b"
+    succeeded = {"generation": 1, "templateHash": good, "modelUri": "file:///models/good.pt", "outcome": "Succeeded"}
+    body = _body(2, "file:///models/broken.pt", [{**succeeded, "time": "2026-11-23T11:00:00Z"}])
+    broken = _live(body, replicas=3, updatedReplicas=1, readyReplicas=2, availableReplicas=2)
+    api = RecordingApi({good: good_template})
+    reconciler = Reconciler(api, IMAGE)  # type: ignore[arg-type]
+
+    await reconciler.reconcile(
+        body, Children(deployment=broken, pods=[_crashing_pod(str(template_hash(broken)))]), "child"
+    )
+
+    assert api.made("replicaset_template") == [good]
+    (held,) = api.applied("Deployment")
+    assert template_hash(held) == good and "pod-template-hash" not in held["spec"]["template"]["metadata"]["labels"]
+    assert held["spec"]["replicas"] == 2
+    rolled_back = json.loads(held["metadata"]["annotations"]["serving.modeldeploy.dev/rolled-back"])
+    assert (rolled_back["failed_generation"], rolled_back["to_generation"], rolled_back["reason"]) == (
+        2,
+        1,
+        "ModelLoadFailed",
+    )
+    (status,) = api.made("write_status")
+    assert {c["type"]: c["status"] for c in status["conditions"]}["RolledBack"] == "True"
+    assert "RolledBack" in api.made("post_event")
+
+    # The next event: the watch shows the held Deployment and the written status; nothing to read, nothing to write.
+    api.calls.clear()
+    shown = {**held, "metadata": {**held["metadata"], "generation": 4, "resourceVersion": "200"}}
+    shown["status"] = {"observedGeneration": 4, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2}
+    shown["status"]["availableReplicas"] = 2
+    await reconciler.reconcile({**body, "status": status}, Children(deployment=shown), "child")
+    assert api.made("replicaset_template") == [] and api.applied("Deployment") == []
