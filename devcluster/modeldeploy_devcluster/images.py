@@ -180,6 +180,12 @@ def build(recipe: ImageRecipe, base: str) -> BuiltImage:
     subprocess.run([*argv, str(REPO)], check=True, stdout=sys.stderr)
     _run(["buildah", "push", "--quiet", reference, f"docker-archive:{archive}.tmp:{reference}"])
     Path(f"{archive}.tmp").rename(archive)
+    # The runtime's archive is gigabytes: keep the current build only (buildah keeps its layers as the cache).
+    for stale in archive.parent.glob(f"{recipe.repository.replace('/', '-')}-*.tar"):
+        if stale != archive:
+            stale.unlink()
+            subprocess.run(["buildah", "rmi", f"{REGISTRY_PREFIX}{recipe.repository}:{stale.stem.rsplit('-', 1)[1]}"],
+                           capture_output=True)  # fmt: skip
     return BuiltImage(reference, archive)
 
 
@@ -207,21 +213,11 @@ def build_all() -> list[BuiltImage]:
 
 
 def import_into(ctr: Path, socket: Path, image: BuiltImage) -> None:
-    """Import into the node's containerd, pinned so kubelet's image garbage collection never removes it."""
-    _run(
-        [
-            str(ctr),
-            "--address",
-            str(socket),
-            "--namespace",
-            "k8s.io",
-            "images",
-            "import",
-            "--label",
-            "io.cri-containerd.pinned=pinned",
-            str(image.archive),
-        ]
-    )
+    """Import into the node's containerd (once), pinned so kubelet's image garbage collection never removes it."""
+    node = [str(ctr), "--address", str(socket), "--namespace", "k8s.io", "images"]
+    if _run([*node, "list", "--quiet", f"name=={image.reference}"]).stdout.strip():
+        return
+    _run([*node, "import", "--label", "io.cri-containerd.pinned=pinned", str(image.archive)])
 
 
 def main(argv: list[str] | None = None) -> int:
