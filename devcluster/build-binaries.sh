@@ -16,13 +16,13 @@ source "$here/versions.env"
 cache_root="${MODELDEPLOY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modeldeploy}"
 # A change to how a binary is built (flags, ldflags, tags) must not reuse binaries built the old way.
 recipe="$(cat "$here/versions.env" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-12)"
-key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_containerd-${CONTAINERD_VERSION}_cni-${CNI_PLUGINS_VERSION}_${recipe}"
+key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_containerd-${CONTAINERD_VERSION}_cni-${CNI_PLUGINS_VERSION}_coredns-${COREDNS_VERSION}_${recipe}"
 bin_dir="$cache_root/bin/$key"
 kubernetes_commands=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 containerd_commands=(containerd containerd-shim-runc-v2 ctr)
 # The CNI plugins live in their own directory: kubelet's CNI bin dir should hold plugins only.
 cni_plugins=(main/bridge main/loopback ipam/host-local meta/portmap)
-binaries=(etcd kwok helm pause "${kubernetes_commands[@]}" "${containerd_commands[@]}")
+binaries=(etcd kwok helm pause coredns "${kubernetes_commands[@]}" "${containerd_commands[@]}")
 for plugin in "${cni_plugins[@]}"; do binaries+=("cni/${plugin#*/}"); done
 
 have_all() {
@@ -133,6 +133,7 @@ build_helm() {
 
 build_etcd
 go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
+go_install coredns github.com/coredns/coredns "$COREDNS_VERSION"
 build_helm
 for cmd in "${containerd_commands[@]}"; do
   # CGO off leaves out the snapshotters that need C libraries; the node uses overlayfs.

@@ -230,6 +230,7 @@ class LocalCluster:
             for component, user, groups in (
                 ("kubelet", f"system:node:{REAL_NODE_NAME}", ("system:nodes",)),
                 ("kube-proxy", "system:kube-proxy", ()),
+                ("coredns", real_node.COREDNS_USER, ()),
             ):
                 client_pair = ca.issue_client(user, groups=groups)
                 write_kubeconfig(
@@ -259,7 +260,7 @@ class LocalCluster:
         self._wait(state, "kube-apiserver /readyz", lambda: self._apiserver_ready(ports))
 
         client = self._connection(bin_dir).client()
-        for manifest in [*kwok.access_manifests(), real_node.apiserver_kubelet_access()]:
+        for manifest in [*kwok.access_manifests(), *real_node.node_access_manifests()]:
             client.apply(from_dict(manifest), force=True)
         state = self._spawn(
             state, "kube-controller-manager", controller_manager_argv(bin_dir, paths, ports, self.config)
@@ -294,6 +295,7 @@ class LocalCluster:
                 paths, ports, pki("ca", "crt"), pki("kubelet", "crt"), pki("kubelet", "key")
             ),
             paths.kube_proxy_config: real_node.kube_proxy_config(self.paths.component_kubeconfig("kube-proxy"), ports),
+            paths.corefile: real_node.corefile(self.paths.component_kubeconfig("coredns"), ports),
         }
         for path, content in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,6 +308,8 @@ class LocalCluster:
         images.import_into(bin_dir / "ctr", paths.containerd_socket, images.pause_image(bin_dir))
         state = self._spawn(state, "apiserver-forwarder", real_node.apiserver_forwarder_argv(state.ports.apiserver))
         client.apply(from_dict(real_node.kubernetes_endpoint_slice(state.ports.apiserver)), force=True)
+        state = self._spawn(state, "coredns", real_node.coredns_argv(bin_dir, paths))
+        self._wait(state, "CoreDNS ready", lambda: _answers_ok(f"http://{LOOPBACK}:{ports.dns_ready}/ready"))
         state = self._spawn(
             state,
             "kubelet",
@@ -367,6 +371,10 @@ class LocalCluster:
             return False
         health: dict[str, Any] = response.json()
         return health.get("health") == "true"
+
+
+def _answers_ok(url: str) -> bool:
+    return httpx2.get(url, timeout=5.0).status_code == 200
 
 
 def _succeeds(argv: list[str]) -> bool:

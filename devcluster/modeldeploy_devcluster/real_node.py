@@ -2,10 +2,11 @@
 
 Beside the KWOK nodes, one node runs containers for real: kubelet and kube-proxy of the cluster's Kubernetes
 version, containerd v2 with Debian's runc, and the CNI bridge plugin. Its pods live on a bridge the devcluster
-creates (`BRIDGE`), in the pod network `POD_CIDR`, with no default route and no DNS server: nothing a pod sends
-can leave the machine. The host reaches Services through kube-proxy (a route sends the service range to the
-bridge), and pods reach the apiserver through the `kubernetes` Service, whose endpoint is a forwarder on the
-bridge's address (the apiserver itself listens on loopback only).
+creates (`BRIDGE`), in the pod network `POD_CIDR`, with no default route: nothing a pod sends can leave the machine.
+Their DNS server is the cluster's CoreDNS on the bridge's address, which answers for cluster.local and forwards
+nothing, so in-cluster names resolve and no other name is ever looked up. The host reaches Services through
+kube-proxy (a route sends the service range to the bridge), and pods reach the apiserver through the `kubernetes`
+Service, whose endpoint is a forwarder on the bridge's address (the apiserver itself listens on loopback only).
 
 What the host side does with these files (bridge, sysctls, mounts, cgroups, iptables) is in `host.py`.
 """
@@ -90,6 +91,10 @@ class NodePaths:
         return self.config_dir / "kube-proxy.yaml"
 
     @property
+    def corefile(self) -> Path:
+        return self.config_dir / "Corefile"
+
+    @property
     def owner_file(self) -> Path:
         """Names the cluster that runs the real node: one per machine."""
         return self.run_root / "owner"
@@ -102,6 +107,7 @@ class NodePorts(FreePorts):
     kubelet_healthz: int
     kube_proxy_healthz: int
     kube_proxy_metrics: int
+    dns_ready: int
 
 
 def containerd_config(paths: NodePaths, bin_dir: Path) -> str:
@@ -207,8 +213,8 @@ def kubelet_config(paths: NodePaths, ports: NodePorts, ca_file: Path, serving_ce
         "failCgroupV1": False,
         "failSwapOn": False,
         "clusterDomain": CLUSTER_DOMAIN,
-        # No DNS server in the cluster and none inherited from the machine: in-cluster names resolve nowhere, and
-        # no pod ever asks the machine's resolver.
+        "clusterDNS": [NODE_IP],
+        # Nothing inherited from the machine's resolver: a pod's only DNS server is the cluster's.
         "resolvConf": "",
         # A shared test machine: evict only when it is truly out of memory or disk, and keep imported images.
         "evictionHard": {
@@ -247,6 +253,29 @@ def kube_proxy_config(kubeconfig: Path, ports: NodePorts) -> str:
         "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
     }
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def corefile(kubeconfig: Path, ports: NodePorts) -> str:
+    """CoreDNS serving the cluster domain from the API, on the bridge's address, with no upstream: a name outside
+    the cluster gets an error from here instead of a query to the machine's resolver."""
+    return f"""\
+.:53 {{
+    bind {NODE_IP}
+    errors
+    ready {LOOPBACK}:{ports.dns_ready}
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig}
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }}
+    cache 30
+    loadbalance
+}}
+"""
+
+
+def coredns_argv(bin_dir: Path, paths: NodePaths) -> list[str]:
+    return [str(bin_dir / "coredns"), "-conf", str(paths.corefile)]
 
 
 def kubelet_argv(bin_dir: Path, paths: NodePaths, kubeconfig: Path) -> list[str]:
@@ -288,14 +317,36 @@ def real_node_scheduling() -> dict[str, Any]:
     }
 
 
-def apiserver_kubelet_access() -> dict[str, Any]:
-    """The apiserver may call kubelets' APIs (logs, exec, port-forward), as kubeadm grants it."""
+COREDNS_USER = "system:coredns"
+
+
+def node_access_manifests() -> list[dict[str, Any]]:
+    """RBAC the bootstrap policy does not hold: the apiserver may call kubelets' APIs (logs, exec, port-forward) and
+    CoreDNS may watch what it serves, as kubeadm grants them."""
+    rbac = "rbac.authorization.k8s.io"
+    return [
+        _binding("devcluster:apiserver-kubelet-api-admin", "system:kubelet-api-admin", KUBELET_CLIENT),
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "devcluster:coredns"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["services", "pods", "namespaces"], "verbs": ["list", "watch"]},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+            ],
+        },
+        _binding("devcluster:coredns", "devcluster:coredns", COREDNS_USER),
+    ]
+
+
+def _binding(name: str, role: str, user: str) -> dict[str, Any]:
+    rbac = "rbac.authorization.k8s.io"
     return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "apiVersion": f"{rbac}/v1",
         "kind": "ClusterRoleBinding",
-        "metadata": {"name": "devcluster:apiserver-kubelet-api-admin"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:kubelet-api-admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUBELET_CLIENT}],
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": rbac, "kind": "User", "name": user}],
     }
 
 

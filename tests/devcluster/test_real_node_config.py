@@ -15,13 +15,14 @@ from modeldeploy_devcluster.real_node import (
     NodePorts,
     cni_config,
     containerd_config,
+    corefile,
     kube_proxy_config,
     kubelet_config,
     registry_hosts_toml,
 )
 
 PATHS = NodePaths(Path("/state/node"), run_root=Path("/run/x"), data_root=Path("/var/lib/x"))
-PORTS = NodePorts(kubelet=1, kubelet_healthz=2, kube_proxy_healthz=3, kube_proxy_metrics=4)
+PORTS = NodePorts(kubelet=1, kubelet_healthz=2, kube_proxy_healthz=3, kube_proxy_metrics=4, dns_ready=5)
 
 
 def test_containerd_runs_runc_without_raising_oom_scores_and_pulls_from_nowhere() -> None:
@@ -52,13 +53,13 @@ def test_pods_get_no_default_route_and_no_masquerade() -> None:
     assert portmap["type"] == "portmap"
 
 
-def test_kubelet_serves_on_the_bridge_with_no_dns_and_cgroup_v1() -> None:
+def test_kubelet_serves_on_the_bridge_with_the_clusters_dns_only_and_cgroup_v1() -> None:
     config = yaml.safe_load(
         kubelet_config(PATHS, PORTS, Path("/pki/ca.crt"), Path("/pki/kubelet.crt"), Path("/pki/kubelet.key"))
     )
     assert (config["address"], config["port"], config["readOnlyPort"]) == (NODE_IP, 1, 0)
     assert (config["healthzBindAddress"], config["healthzPort"]) == ("127.0.0.1", 2)
-    assert config["resolvConf"] == "" and "clusterDNS" not in config
+    assert config["resolvConf"] == "" and config["clusterDNS"] == [NODE_IP]
     assert config["failCgroupV1"] is False and config["cgroupDriver"] == "cgroupfs"
     assert config["authentication"]["anonymous"] == {"enabled": False}
     assert config["authorization"] == {"mode": "Webhook"}
@@ -70,6 +71,14 @@ def test_kube_proxy_opens_node_ports_on_the_bridge_only() -> None:
     assert config["nodePortAddresses"] == [f"{NODE_IP}/32"]
     assert config["iptables"] == {"masqueradeAll": True, "localhostNodePorts": False}
     assert config["healthzBindAddress"] == "127.0.0.1:3" and config["metricsBindAddress"] == "127.0.0.1:4"
+
+
+def test_coredns_answers_for_the_cluster_on_the_bridge_and_forwards_nothing() -> None:
+    config = corefile(Path("/coredns.kubeconfig"), PORTS)
+    assert f"bind {NODE_IP}" in config and "ready 127.0.0.1:5" in config
+    assert "kubernetes cluster.local in-addr.arpa ip6.arpa {" in config
+    assert "kubeconfig /coredns.kubeconfig" in config
+    assert "forward" not in config, "a name outside the cluster must never reach the machine's resolver"
 
 
 def test_chain_removal_deletes_our_chains_and_the_jumps_to_them_only() -> None:

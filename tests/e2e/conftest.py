@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +19,7 @@ from modeldeploy_devcluster.playground import chart_values, install_operator, mo
 # importable here and in the tests.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from real_pods import E2E_NAMESPACE, MODEL_CLAIM
+from real_pods import E2E_NAMESPACE, MODEL_CLAIM, apply, model_deployment
 
 REPO = Path(__file__).parents[2]
 
@@ -62,3 +63,19 @@ def example_model(cluster: ClusterConnection, e2e_namespace: str, tmp_path_facto
     manifests = model_volume(MODEL_CLAIM, e2e_namespace, directory)
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests))
     return directory / "iris.pt"
+
+
+@pytest.fixture
+def deploy(cluster: ClusterConnection, in_cluster_operator: str) -> Iterator[Callable[..., str]]:
+    """deploy(name, **spec) applies a ModelDeployment on the real node (real_pods.model_deployment) in the operator's
+    namespace; the test's ModelDeployments are deleted afterwards, so crash-looping ones stop using the node."""
+    names: list[str] = []
+
+    def apply_model(name: str, **spec: Any) -> str:
+        apply(cluster, model_deployment(name, in_cluster_operator, **spec))
+        names.append(name)
+        return name
+
+    yield apply_model
+    for name in names:
+        cluster.kubectl("delete", "md", name, "-n", in_cluster_operator, "--wait=false", check=False)

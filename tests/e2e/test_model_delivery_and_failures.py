@@ -9,7 +9,7 @@ import http.server
 import json
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +18,9 @@ from modeldeploy_devcluster.pki import CertificateAuthority
 from modeldeploy_devcluster.real_node import NODE_IP
 from real_pods import (
     MODEL_CLAIM,
-    apply,
     degraded_because,
     expected_logits,
     is_ready,
-    model_deployment,
     wait_for_answer,
     wait_for_status,
 )
@@ -32,7 +30,11 @@ CA_CONFIG_MAP = "model-store-ca"
 
 @pytest.fixture(scope="module")
 def https_model_store(
-    cluster: ClusterConnection, in_cluster_operator: str, example_model: Path, tmp_path_factory: pytest.TempPathFactory
+    cluster: ClusterConnection,
+    in_cluster_operator: str,
+    deploy: Callable[..., str],
+    example_model: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """An HTTPS server on the real node's bridge address (pods reach it there), serving the example model with a
     certificate from a CA of its own; the CA is in a ConfigMap of the test namespace. Yields the base URL."""
@@ -71,11 +73,15 @@ def _https_model(store: str, sha256: str) -> dict[str, object]:
 
 @pytest.mark.timeout(600)
 def test_an_https_model_is_fetched_verified_and_served(
-    cluster: ClusterConnection, in_cluster_operator: str, https_model_store: str, example_model: Path
+    cluster: ClusterConnection,
+    in_cluster_operator: str,
+    deploy: Callable[..., str],
+    https_model_store: str,
+    example_model: Path,
 ) -> None:
     namespace = in_cluster_operator
     digest = hashlib.sha256(example_model.read_bytes()).hexdigest()
-    apply(cluster, model_deployment("fetched", namespace, model=_https_model(https_model_store, digest)))
+    deploy("fetched", model=_https_model(https_model_store, digest))
     wait_for_status(cluster, namespace, "fetched", is_ready, "Ready")
     _, answer = wait_for_answer(cluster, namespace, "fetched")
     assert answer["outputs"][0]["data"] == pytest.approx(expected_logits(example_model), rel=1e-5)
@@ -88,21 +94,22 @@ def test_an_https_model_is_fetched_verified_and_served(
 
 @pytest.mark.timeout(600)
 def test_a_wrong_checksum_is_reported_as_checksum_mismatch(
-    cluster: ClusterConnection, in_cluster_operator: str, https_model_store: str, example_model: Path
+    cluster: ClusterConnection,
+    in_cluster_operator: str,
+    deploy: Callable[..., str],
+    https_model_store: str,
+    example_model: Path,
 ) -> None:
     namespace = in_cluster_operator
     wrong = "0" * 64
-    apply(cluster, model_deployment("wrong-sum", namespace, model=_https_model(https_model_store, wrong)))
+    deploy("wrong-sum", model=_https_model(https_model_store, wrong))
     status = wait_for_status(
         cluster, namespace, "wrong-sum", degraded_because("ChecksumMismatch"), "Degraded: ChecksumMismatch"
     )
     digest = hashlib.sha256(example_model.read_bytes()).hexdigest()
     assert status["lastFailure"]["message"] == f"ChecksumMismatch: expected {wrong}, got {digest}"
     # A model on a volume is verified by the runtime itself before it loads it.
-    apply(
-        cluster,
-        model_deployment("wrong-sum-pvc", namespace, model={"uri": f"pvc://{MODEL_CLAIM}/iris.pt", "sha256": wrong}),
-    )
+    deploy("wrong-sum-pvc", model={"uri": f"pvc://{MODEL_CLAIM}/iris.pt", "sha256": wrong})
     status = wait_for_status(
         cluster, namespace, "wrong-sum-pvc", degraded_because("ChecksumMismatch"), "Degraded: ChecksumMismatch"
     )
@@ -111,13 +118,13 @@ def test_a_wrong_checksum_is_reported_as_checksum_mismatch(
 
 @pytest.mark.timeout(600)
 def test_a_model_that_does_not_load_is_reported_with_the_runtimes_message(
-    cluster: ClusterConnection, in_cluster_operator: str, example_model: Path
+    cluster: ClusterConnection, in_cluster_operator: str, deploy: Callable[..., str], example_model: Path
 ) -> None:
     namespace = in_cluster_operator
     broken = example_model.parent / "broken.pt"
     broken.write_bytes(b"this is not a TorchScript archive\n" * 100)
     broken.chmod(0o644)
-    apply(cluster, model_deployment("broken", namespace, model={"uri": f"pvc://{MODEL_CLAIM}/broken.pt"}))
+    deploy("broken", model={"uri": f"pvc://{MODEL_CLAIM}/broken.pt"})
     status = wait_for_status(
         cluster, namespace, "broken", degraded_because("ModelLoadFailed"), "Degraded: ModelLoadFailed"
     )
@@ -128,12 +135,12 @@ def test_a_model_that_does_not_load_is_reported_with_the_runtimes_message(
 
 @pytest.mark.timeout(600)
 def test_a_memory_limit_below_what_the_model_needs_is_an_oom_kill(
-    cluster: ClusterConnection, in_cluster_operator: str, example_model: Path
+    cluster: ClusterConnection, in_cluster_operator: str, deploy: Callable[..., str], example_model: Path
 ) -> None:
     namespace = in_cluster_operator
     # Importing torch alone takes more than this: the cgroup's memory limit kills the container.
     resources = {"requests": {"cpu": "100m", "memory": "48Mi"}, "limits": {"memory": "48Mi"}}
-    apply(cluster, model_deployment("starved", namespace, runtime={"resources": resources}))
+    deploy("starved", runtime={"resources": resources})
     status = wait_for_status(
         cluster, namespace, "starved", degraded_because("CrashLoopBackOff"), "Degraded: CrashLoopBackOff"
     )
@@ -142,11 +149,11 @@ def test_a_memory_limit_below_what_the_model_needs_is_an_oom_kill(
 
 @pytest.mark.timeout(300)
 def test_a_missing_image_is_image_pull_back_off_and_nothing_is_pulled_from_outside(
-    cluster: ClusterConnection, in_cluster_operator: str, example_model: Path
+    cluster: ClusterConnection, in_cluster_operator: str, deploy: Callable[..., str], example_model: Path
 ) -> None:
     namespace = in_cluster_operator
     image = "ghcr.io/modeldeploy/runtime:does-not-exist"
-    apply(cluster, model_deployment("no-image", namespace, runtime={"image": image}))
+    deploy("no-image", runtime={"image": image})
     status = wait_for_status(
         cluster, namespace, "no-image", degraded_because("ImagePullBackOff"), "Degraded: ImagePullBackOff"
     )

@@ -23,14 +23,14 @@ def test_playground_serves_the_sample_through_a_real_pod_and_cleans_up(tmp_path:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    assert any(
-        line.split()[:5] == ["modeldeploymentserving.modeldeploy.dev/iris-cpu", "iris-cpu", "0", "1/1", "Ready"]
-        or line.split()[:4] == ["iris-cpu", "iris-cpu", "0", "1/1"]
-        for line in lines
-    ), result.stdout
-    assert any(line.split()[1:4] == ["iris-classifier", "1", "2/2"] for line in lines), result.stdout
-    pods = [line for line in lines if line.startswith("pod/iris-cpu-")]
-    assert pods and all("real-node" in line and "Running" in line for line in pods), result.stdout
+    # kubectl get md,deployment,service,pods -o wide: NAME MODEL GPUS READY STATUS URL AGE for ModelDeployments.
+    models = {
+        line.split()[0].rsplit("/", 1)[1]: line.split()[1:5] for line in lines if line.startswith("modeldeployment")
+    }
+    assert models["iris-cpu"] == ["iris-cpu", "0", "1/1", "Ready"], result.stdout
+    assert models["iris-classifier"] == ["iris-classifier", "1", "2/2", "Ready"], result.stdout
+    pods = [line.split() for line in lines if line.startswith("pod/iris-cpu-")]
+    assert pods and all(pod[2] == "Running" and "real-node" in pod for pod in pods), result.stdout
     response = next(line for line in lines if line.strip().startswith("response:"))
     answer = json.loads(response.split("response:", 1)[1])
     assert answer["outputs"][0]["name"] == "logits" and answer["outputs"][0]["shape"] == [2, 3]

@@ -6,13 +6,14 @@ from __future__ import annotations
 import threading
 import time
 import urllib.error
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from modeldeploy_devcluster.connection import ClusterConnection
 from modeldeploy_devcluster.playground import service_url
-from real_pods import apply, infer, is_ready, model_deployment, status_of, wait_for_answer, wait_for_status
+from real_pods import infer, is_ready, status_of, wait_for_answer, wait_for_status
 
 # Bounds of the load: it stops by itself even if the rollout never ends.
 MAX_LOAD_SECONDS = 240
@@ -47,10 +48,10 @@ class Load:
 
 @pytest.mark.timeout(900)
 def test_a_spec_change_rolls_out_under_load_without_a_failed_request(
-    cluster: ClusterConnection, in_cluster_operator: str, example_model: Path
+    cluster: ClusterConnection, in_cluster_operator: str, deploy: Callable[..., str], example_model: Path
 ) -> None:
     namespace, name = in_cluster_operator, "rolling"
-    apply(cluster, model_deployment(name, namespace, replicas=2))
+    deploy(name, replicas=2)
     wait_for_status(cluster, namespace, name, is_ready, "Ready")
     wait_for_answer(cluster, namespace, name)
     load = Load(service_url(cluster, namespace, name), name)
@@ -63,7 +64,7 @@ def test_a_spec_change_rolls_out_under_load_without_a_failed_request(
             "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
             "maxBatchDelayMs": 3,
         }
-        apply(cluster, model_deployment(name, namespace, replicas=2, runtime=runtime))
+        deploy(name, replicas=2, runtime=runtime)
 
         def rolled_out(status: dict[str, object]) -> bool:
             return (
