@@ -118,6 +118,13 @@ def install_operator(
         raise RuntimeError(f"helm install of {release} failed:\n{result.stderr}")
 
 
+def uninstall_operator(connection: ClusterConnection, *, release: str, namespace: str) -> None:
+    helm = [str(connection.bin_dir / "helm"), f"--kubeconfig={connection.kubeconfig}"]
+    subprocess.run(
+        [*helm, "uninstall", release, "--namespace", namespace, "--wait"], capture_output=True, check=True, timeout=300
+    )
+
+
 def _build_model(directory: Path) -> None:
     model = directory / MODEL_FILE
     if not model.exists():

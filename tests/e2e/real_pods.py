@@ -16,7 +16,6 @@ from modeldeploy_devcluster.playground import service_url
 from modeldeploy_devcluster.real_node import real_node_scheduling
 from modeldeploy_devcluster.testing import wait_until
 
-E2E_NAMESPACE = "e2e-real-pods"
 MODEL_CLAIM = "e2e-models"
 # A replica's first start on two shared cores: import torch, load the model, pass readiness.
 READY_TIMEOUT_SECONDS = 240

@@ -32,7 +32,6 @@ CA_CONFIG_MAP = "model-store-ca"
 def https_model_store(
     cluster: ClusterConnection,
     in_cluster_operator: str,
-    deploy: Callable[..., str],
     example_model: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:

@@ -15,9 +15,10 @@ from modeldeploy_devcluster.connection import ClusterConnection
 from modeldeploy_devcluster.playground import service_url
 from real_pods import infer, is_ready, status_of, wait_for_answer, wait_for_status
 
-# Bounds of the load: it stops by itself even if the rollout never ends.
-MAX_LOAD_SECONDS = 240
-MAX_REQUESTS = 20_000
+# Bounds of the load: it stops by itself even if the rollout never ends. Paced, so it lasts the whole rollout.
+MAX_LOAD_SECONDS = 300
+MAX_REQUESTS = 60_000
+PACE_SECONDS = 0.005
 
 
 @dataclass
@@ -30,10 +31,15 @@ class Load:
     answered: int = 0
     failures: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    # Set when the load ended at a bound rather than because the test stopped it.
+    ran_out: bool = False
 
     def run(self) -> None:
         deadline = time.monotonic() + MAX_LOAD_SECONDS
-        while not self.stop.is_set() and time.monotonic() < deadline and self.sent < MAX_REQUESTS:
+        while not self.stop.wait(PACE_SECONDS):
+            if time.monotonic() > deadline or self.sent >= MAX_REQUESTS:
+                self.ran_out = True
+                return
             self.sent += 1
             try:
                 answer = infer(self.url, self.model, timeout=10)
@@ -81,6 +87,6 @@ def test_a_spec_change_rolls_out_under_load_without_a_failed_request(
         load.stop.set()
         client.join(timeout=30)
     print(f"rolling update under load: sent {load.sent}, answered {load.answered}, failed {len(load.failures)}")
-    assert load.sent > 50, "the load ran through the rollout"
+    assert load.sent > 50 and not load.ran_out, "the load ran through the whole rollout"
     assert load.failures == []
     assert load.answered == load.sent
