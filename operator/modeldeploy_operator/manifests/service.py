@@ -27,7 +27,7 @@ def build_service(md: ModelDeployment) -> dict[str, Any]:
                     "port": md.spec.service.port,
                     "targetPort": RUNTIME_PORT_NAME,
                     "protocol": "TCP",
-                    "appProtocol": "http",
+                    "appProtocol": "https" if md.spec.access.tls else "http",
                 }
             ],
         },
@@ -37,4 +37,5 @@ def build_service(md: ModelDeployment) -> dict[str, Any]:
 def service_url(md: ModelDeployment) -> str:
     port = md.spec.service.port
     host = f"{md.name}.{md.namespace}.svc.cluster.local"
-    return f"http://{host}" if port == 80 else f"http://{host}:{port}"
+    scheme, default_port = ("https", 443) if md.spec.access.tls else ("http", 80)
+    return f"{scheme}://{host}" if port == default_port else f"{scheme}://{host}:{port}"
