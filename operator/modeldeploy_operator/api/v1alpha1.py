@@ -465,9 +465,19 @@ DnsSubdomain = Annotated[
 class KeyLimits(_Model):
     """Limits each API key gets on its own: one noisy key never uses up another's share."""
 
-    model_config = ConfigDict(json_schema_extra={"default": {}})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "default": {},
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.requestsPerSecond) || self.requestsPerSecond > 0.0",
+                    "apiKeys.limits.requestsPerSecond must be greater than 0; leave it out for no limit",
+                )
+            ],
+        }
+    )
 
-    requests_per_second: Annotated[float, Field(gt=0, le=1_000_000)] | None = Field(
+    requests_per_second: Annotated[float, Field(ge=0.001, le=1_000_000)] | None = Field(
         default=None,
         description="Requests per second each key may send, per replica; over it: 429 with Retry-After.",
     )
