@@ -79,30 +79,11 @@ def test_tls_makes_the_service_and_url_https(make_md) -> None:
 
 def test_network_policy_admits_the_namespace_the_listed_peers_and_the_scraper(make_md) -> None:
     md = make_md({"model": {"uri": "file:///m.pt"}, "access": FULL_ACCESS})
-    assert build_network_policy(md, "monitoring") == {
+    policy = build_network_policy(md, "monitoring")
+    assert policy["metadata"] == build_service(md)["metadata"]  # named, labelled and owned like the others
+    assert {key: value for key, value in policy.items() if key != "metadata"} == {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {
-            "name": "resnet",
-            "namespace": "team-a",
-            "labels": {
-                **SELECTOR,
-                "app.kubernetes.io/component": "model-server",
-                "app.kubernetes.io/part-of": "modeldeploy",
-                "app.kubernetes.io/managed-by": "modeldeploy-operator",
-                "serving.modeldeploy.dev/model": "resnet",
-            },
-            "ownerReferences": [
-                {
-                    "apiVersion": "serving.modeldeploy.dev/v1alpha1",
-                    "kind": "ModelDeployment",
-                    "name": "resnet",
-                    "uid": "uid-1",
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
         "spec": {
             "podSelector": {"matchLabels": SELECTOR},
             "policyTypes": ["Ingress"],

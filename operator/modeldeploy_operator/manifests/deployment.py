@@ -58,12 +58,7 @@ def build_deployment(md: ModelDeployment, options: BuildOptions) -> dict[str, An
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": md.name,
-            "namespace": md.namespace,
-            "labels": common_labels(md.name, md.model_name),
-            "ownerReferences": [md.owner_reference()],
-        },
+        "metadata": md.child_metadata(),
         "spec": deployment_spec,
     }
 

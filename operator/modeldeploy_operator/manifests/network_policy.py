@@ -9,7 +9,7 @@ routes (health, readiness, metrics).
 
 from typing import Any
 
-from modeldeploy_operator.manifests.labels import common_labels, selector_labels
+from modeldeploy_operator.manifests.labels import selector_labels
 from modeldeploy_operator.manifests.model import ModelDeployment
 from modeldeploy_operator.manifests.service import RUNTIME_PORT_NAME
 
@@ -32,12 +32,7 @@ def build_network_policy(md: ModelDeployment, metrics_scraper_namespace: str) ->
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {
-            "name": md.name,
-            "namespace": md.namespace,
-            "labels": common_labels(md.name, md.model_name),
-            "ownerReferences": [md.owner_reference()],
-        },
+        "metadata": md.child_metadata(),
         "spec": {
             "podSelector": {"matchLabels": selector_labels(md.name)},
             "policyTypes": ["Ingress"],

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from modeldeploy_operator.manifests.labels import common_labels, selector_labels
+from modeldeploy_operator.manifests.labels import selector_labels
 from modeldeploy_operator.manifests.model import ModelDeployment
 
 RUNTIME_PORT_NAME = "http"
@@ -12,12 +12,7 @@ def build_service(md: ModelDeployment) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": md.name,
-            "namespace": md.namespace,
-            "labels": common_labels(md.name, md.model_name),
-            "ownerReferences": [md.owner_reference()],
-        },
+        "metadata": md.child_metadata(),
         "spec": {
             "type": md.spec.service.type,
             "selector": selector_labels(md.name),
