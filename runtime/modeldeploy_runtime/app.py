@@ -28,6 +28,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     metrics = RuntimeMetrics(settings.model_name)
     service = InferenceService(settings, metrics)
     keys = ApiKeys(settings.api_keys_dir) if settings.api_keys_dir is not None else None
+    audit = AuditLog() if settings.audit_enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -41,6 +42,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             for task in background:
                 task.cancel()
             await service.close()
+            if audit is not None:
+                audit.flush()
 
     app = FastAPI(
         title="modeldeploy runtime",
@@ -65,7 +68,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         AccessControl,
         keys=keys,
         limits=_key_limits(settings),
-        audit=AuditLog() if settings.audit_enabled else None,
+        audit=audit,
         payloads=settings.audit_payloads,
     )
     install_openapi(app)

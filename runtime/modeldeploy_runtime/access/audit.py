@@ -8,10 +8,12 @@ itself is never written, only its owner (the entry's name in the key Secret), an
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import datetime
+import functools
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 
 import orjson
@@ -39,12 +41,12 @@ class RequestRecord:
     # Tokens a text model read and wrote for this request; the generation path sets it, the limits charge it.
     tokens: int | None = None
     payload: list[bytes] | None = None
-    started_wall: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
+    arrived: float = field(default_factory=time.time)
 
     def line(self, latency_s: float) -> bytes:
         document = {
             "format": AUDIT_FORMAT,
-            "time": self.started_wall.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": _rfc3339_utc(self.arrived),
             "request_id": self.request_id,
             "key_owner": self.key_owner,
             "model": self.model,
@@ -63,6 +65,17 @@ class RequestRecord:
         return orjson.dumps(document) + b"\n"
 
 
+@functools.lru_cache(maxsize=4)
+def _second_utc(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def _rfc3339_utc(timestamp: float) -> str:
+    """`2026-12-01T11:37:24.587Z`; the second's text is kept, as every request of that second shares it."""
+    second = int(timestamp)
+    return f"{_second_utc(second)}.{int((timestamp - second) * 1000):03d}Z"
+
+
 def request_record(scope: Scope) -> RequestRecord | None:
     """The record of the request in `scope`; None on the open routes (probes and scrapes)."""
     record: RequestRecord | None = scope.get(SCOPE_KEY)
@@ -70,12 +83,33 @@ def request_record(scope: Scope) -> RequestRecord | None:
 
 
 class AuditLog:
-    """Writes each line with one unbuffered write: nothing is lost in a buffer when the container is killed."""
+    """Writes the lines to a file descriptor in batches: one write per `FLUSH_AFTER_S` or per 64 KiB.
+
+    A write per line would cost a system call per request; batched, the audit log costs the server a few
+    microseconds a request. A line reaches stdout at most `FLUSH_AFTER_S` after its request ended, and the
+    lines still buffered are written when the server shuts down (not when the container is killed outright).
+    """
+
+    FLUSH_AFTER_S = 0.05
+    FLUSH_AT_BYTES = 64 * 1024
 
     def __init__(self, fd: int | None = None) -> None:
         self._fd = sys.stdout.fileno() if fd is None else fd
+        self._buffer = bytearray()
+        self._flush_scheduled = False
 
     def write(self, record: RequestRecord, latency_s: float) -> None:
-        line = memoryview(record.line(latency_s))
-        while line:
-            line = line[os.write(self._fd, line) :]
+        self._buffer += record.line(latency_s)
+        if len(self._buffer) >= self.FLUSH_AT_BYTES:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_later(self.FLUSH_AFTER_S, self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        pending = memoryview(self._buffer)
+        while pending:
+            pending = pending[os.write(self._fd, pending) :]
+        pending.release()
+        self._buffer.clear()
