@@ -26,9 +26,13 @@ class ByteBudget:
         self.limit = limit
         self.used = 0
 
-    def take(self, count: int) -> None:
+    def check_room(self, count: int) -> None:
+        """Raises Overloaded unless `count` more bytes fit."""
         if self.used + count > self.limit:
             raise Overloaded(f"the server holds {self.limit} bytes of requests, its limit; retry after a short delay")
+
+    def take(self, count: int) -> None:
+        self.check_room(count)
         self.used += count
 
     def give_back(self, count: int) -> None:
@@ -67,8 +71,7 @@ async def receive_body(
     if declared_length is not None:
         if declared_length > cap_bytes:
             raise PayloadTooLarge(cap_bytes)
-        if budget.used + declared_length > budget.limit:
-            budget.take(declared_length)  # refuses at once: no use reading what cannot be held
+        budget.check_room(declared_length)  # no use reading what cannot be held
     body = ReceivedBody(budget)
     try:
         async with asyncio.timeout(deadline_s):
