@@ -178,6 +178,11 @@ def test_one_noisy_key_is_limited_and_the_others_are_not(keyed_server: RuntimeSe
     assert int(refused.headers["retry-after"]) >= 1
     assert "requestsPerSecond" in refused.json()["error"] and "alice" in refused.json()["error"]
     assert [response.status_code for response in quiet] == [200]
+    deadline = time.monotonic() + 10
+    while not (limited := [line for line in audit_lines(keyed_server) if line["status"] == 429]):
+        assert time.monotonic() < deadline, "no audit line for the refused requests"
+        time.sleep(0.05)
+    assert {line["key_owner"] for line in limited} == {"alice"}  # a limited request is audited under its key
 
 
 def test_keys_rotate_without_a_restart(keyed_server: RuntimeServer, keys_dir: Path) -> None:

@@ -81,6 +81,8 @@ class AccessControl:
         try:
             try:
                 record.key_owner = self._authenticate(authorization)
+                if self._limits is not None and record.key_owner is not None:
+                    self._limits.admit_request(record.key_owner)
             except ServingError as error:
                 await self._refuse(error, scope, receive, counting_send)
                 return
@@ -92,7 +94,7 @@ class AccessControl:
                 self._audit.write(record, time.perf_counter() - started)
 
     def _authenticate(self, authorization: bytes | None) -> str | None:
-        """The key's owner (None when no keys are configured); raises Unauthenticated or RateLimited."""
+        """The key's owner (None when no keys are configured); raises Unauthenticated."""
         if self._keys is None:
             return None
         key = bearer_token(authorization)
@@ -103,8 +105,6 @@ class AccessControl:
                 if key is None
                 else "the API key is not valid"
             )
-        if self._limits is not None:
-            self._limits.admit_request(owner)
         return owner
 
     @staticmethod
