@@ -309,8 +309,9 @@ class DynamicBatcher:
         except Exception as error:
             if len(batch) > 1 and not isinstance(error, _BatchDimensionMissing):
                 await self._execute_apart(batch)
-            else:
-                batch[0].resolve_with_error(error)
+                return
+            for queued in batch:  # one request, or a fault of the model that no request alone causes
+                queued.resolve_with_error(error)
             return
         for queued, outputs in zip(batch, results, strict=True):
             queued.resolve(outputs)
