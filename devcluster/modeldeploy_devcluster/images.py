@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 HOST_TLS_FILES = (Path("/etc/ssl/certs/ca-certificates.crt"), Path("/etc/pip.conf"))
 # Pods refer to `modeldeploy/runtime:<tag>`; containerd stores it under its normalised name.
 REGISTRY_PREFIX = "docker.io/"
+MIN_FREE_BYTES_TO_KEEP_CACHE = 30 * 2**30
 
 
 def cache_dir() -> Path:
@@ -185,7 +187,18 @@ def build(recipe: ImageRecipe, base: str) -> BuiltImage:
             stale.unlink()
             subprocess.run(["buildah", "rmi", f"{REGISTRY_PREFIX}{recipe.repository}:{stale.stem.rsplit('-', 1)[1]}"],
                            capture_output=True)  # fmt: skip
+    _drop_layer_cache_when_disk_is_low()
     return BuiltImage(reference, archive)
+
+
+def _drop_layer_cache_when_disk_is_low() -> None:
+    """Every runtime build leaves gigabytes of cached layers; a build needs about 15 GB free for its own layers and
+    buildah's temporary copies. Below that, the cache goes (the next build downloads its dependencies again)."""
+    storage = Path("/var/lib/containers")
+    free = shutil.disk_usage(storage if storage.exists() else Path("/")).free
+    if free < MIN_FREE_BYTES_TO_KEEP_CACHE:
+        _log(f"{free / 2**30:.0f} GiB free: dropping buildah's layer cache")
+        subprocess.run(["buildah", "rmi", "--prune"], capture_output=True)
 
 
 def pause_image(bin_dir: Path) -> BuiltImage:
