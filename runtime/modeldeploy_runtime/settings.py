@@ -23,6 +23,8 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$", to_lower
 class ModelFormat(enum.StrEnum):
     TORCHSCRIPT = "torchscript"
     EXPORTED_PROGRAM = "exported-program"
+    # A Hugging Face model directory (config.json, *.safetensors, tokenizer files): text generation.
+    HUGGINGFACE = "huggingface"
 
 
 class DeviceChoice(enum.StrEnum):
@@ -51,7 +53,9 @@ class ServeSettings(_RuntimeSettings):
 
     model_name: str = Field(..., min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
     model_path: Path
-    model_format: ModelFormat | None = Field(None, description="Inferred from the file's contents when not given.")
+    model_format: ModelFormat | None = Field(
+        None, description="Inferred when not given: a directory is a Hugging Face model, a file is read."
+    )
     model_sha256: Sha256 | None = Field(
         None,
         description="Expected sha256 of the model file, checked before loading (models nothing fetched, e.g. "
@@ -85,6 +89,30 @@ class ServeSettings(_RuntimeSettings):
         description="Intra-op threads per worker; unset: torch's default, divided among the workers.",
     )
     log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
+    # Text generation (huggingface models); the names are vLLM's, which KServe's and KubeAI's users know.
+    max_num_seqs: int = Field(
+        32, ge=1, le=4096, description="Text generation: most sequences generated at once (the running batch)."
+    )
+    max_model_len: int | None = Field(
+        None,
+        ge=16,
+        le=1_048_576,
+        description="Text generation: most tokens of prompt plus completion; unset: the model's own context length.",
+    )
+    max_num_batched_tokens: int = Field(
+        2048,
+        ge=16,
+        le=1_048_576,
+        description="Text generation: most tokens one model step computes (prompt chunks plus one per running "
+        "sequence); bounds how long a long prompt holds up the others' next token.",
+    )
+
+    @property
+    def generates_text(self) -> bool:
+        """A Hugging Face model directory: served by the text generation engine and endpoints."""
+        if self.model_format is not None:
+            return self.model_format is ModelFormat.HUGGINGFACE
+        return self.model_path.is_dir()
 
     @field_validator("model_path")
     @classmethod

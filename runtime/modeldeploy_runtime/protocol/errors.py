@@ -37,6 +37,16 @@ STATUS_OF: dict[type[ServingError], int] = {
 }
 
 
+# OpenAI's error types by status code, as its API sends them and its SDK's exceptions expect them.
+_OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    499: "invalid_request_error",
+}
+
+
 def error_response(status: int, message: str, retry_after_s: int | None = None) -> Response:
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
     return Response(
@@ -49,6 +59,29 @@ def serving_error_response(error: ServingError) -> Response:
     if status >= 500:
         _log.warning("%s: %s", type(error).__name__, error.message)
     return error_response(status, error.message, error.retry_after_s)
+
+
+def openai_error_response(error: ServingError) -> Response:
+    """OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`; `param` names the field at fault."""
+    status = STATUS_OF.get(type(error), 500)
+    if status >= 500:
+        _log.warning("%s: %s", type(error).__name__, error.message)
+    document = {
+        "error": {
+            "message": error.message,
+            "type": _OPENAI_ERROR_TYPES.get(status, "server_error"),
+            "param": error.param if isinstance(error, InvalidInput) else None,
+            "code": "model_not_found" if isinstance(error, ModelNotFound) else None,
+        }
+    }
+    headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s is not None else None
+    return Response(orjson.dumps(document), status_code=status, headers=headers, media_type="application/json")
+
+
+def openai_unexpected_error_response(error: Exception) -> Response:
+    """A bug's details (message, traceback, paths) stay in the log; the client learns only that it happened."""
+    _log.exception("unhandled error")
+    return openai_error_response(InferenceFailed(f"internal error ({error.__class__.__name__}); see the server log"))
 
 
 async def _on_serving_error(_: Request, error: Exception) -> Response:

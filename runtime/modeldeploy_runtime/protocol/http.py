@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -11,7 +13,7 @@ import torch
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from modeldeploy_runtime.errors import ClientDisconnected, InvalidInput, PayloadTooLarge
+from modeldeploy_runtime.errors import ClientDisconnected, InvalidInput, PayloadTooLarge, ServingError
 from modeldeploy_runtime.model.servable import ServableModel
 from modeldeploy_runtime.service import InferenceService
 
@@ -69,3 +71,27 @@ async def infer_admitted(
         decoded, inputs = decode(body, request, model)
         outputs = await slot.infer(inputs, partial(wait_for_disconnect, request))
     return model, decoded, outputs
+
+
+@dataclass(frozen=True)
+class ErrorRendering:
+    """How one protocol answers a domain error, and a bug (protocol/errors.py holds both)."""
+
+    serving: Callable[[ServingError], Response]
+    unexpected: Callable[[Exception], Response]
+
+
+async def observed(
+    service: InferenceService, protocol: str, handle: Callable[[], Awaitable[Response]], errors: ErrorRendering
+) -> Response:
+    """Runs a route that is not on the fast path: errors rendered by the protocol, the request counted and timed
+    (a stream until its headers)."""
+    started = time.perf_counter()
+    try:
+        response = await handle()
+    except ServingError as error:
+        response = errors.serving(error)
+    except Exception as error:
+        response = errors.unexpected(error)
+    service.metrics.observe_request(service.name, protocol, response.status_code, time.perf_counter() - started)
+    return response

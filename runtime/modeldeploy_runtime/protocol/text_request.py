@@ -1,0 +1,97 @@
+"""Parsing text-generation request bodies (OpenAI, v2 generate): every refusal names the field at fault.
+
+Bodies are JSON validated by pydantic models. Invalid UTF-8 is decoded to lone surrogates rather than refused
+outright, so the field that holds it can be named, and is then refused before any text reaches the tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+
+from modeldeploy_runtime.errors import InvalidInput
+from modeldeploy_runtime.generation import SamplingParams
+from modeldeploy_runtime.protocol.http import read_capped_body
+from modeldeploy_runtime.service import InferenceService
+
+Parsed = TypeVar("Parsed", bound=BaseModel)
+# The tags pydantic puts in an error's location for the member of a union it tried.
+_UNION_MEMBER_TAGS = frozenset({"str", "int", "float", "bool"})
+MAX_STOP_STRINGS = 4
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplingFields(StrictModel):
+    """The sampling parameters both protocols take, with OpenAI's names, bounds and defaults."""
+
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_STRINGS)] | None = None
+    seed: int | None = Field(
+        default=None,
+        description="Accepted; under continuous batching the sampler's random state is shared by the batch, so "
+        "a seed does not make sampled text reproducible (greedy decoding, temperature 0, always is).",
+    )
+    ignore_eos: bool = Field(
+        default=False, description="vLLM's extension: generate max_tokens tokens, past the eos token."
+    )
+
+    def sampling(self, max_tokens: int) -> SamplingParams:
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            stop=stop,
+            ignore_eos=self.ignore_eos,
+        )
+
+
+async def parse_text_request(request: Request, service: InferenceService, model_type: type[Parsed]) -> Parsed:
+    body = await read_capped_body(request, service.settings.max_payload_bytes)
+    try:
+        document = json.loads(body.decode("utf-8", "surrogateescape"))
+    except json.JSONDecodeError as error:
+        raise InvalidInput(f"request body is not valid JSON: {error}") from None
+    _refuse_invalid_text(document, "")
+    try:
+        return model_type.model_validate(document)
+    except ValidationError as error:
+        raise _describe(error) from None
+
+
+def _refuse_invalid_text(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(f"{where or 'request'}: text is not valid UTF-8", param=where or None) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_invalid_text(key, where)
+            _refuse_invalid_text(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_invalid_text(item, f"{where}[{index}]")
+
+
+def _describe(error: ValidationError) -> InvalidInput:
+    problems = error.errors()
+    # Of a union's failed members, the one that got furthest says most ("too short" beats "not a string").
+    problem = next((item for item in problems if not item["type"].endswith("_type")), problems[0])
+    where = ""
+    for part in problem["loc"]:
+        if isinstance(part, int):
+            where += f"[{part}]"
+        elif part not in _UNION_MEMBER_TAGS and "[" not in part:
+            where = f"{where}.{part}" if where else part
+    if problem["type"] == "extra_forbidden":
+        return InvalidInput(f"Unrecognized request argument supplied: {where}", param=where)
+    return InvalidInput(f"{where}: {problem['msg']}", param=where or None)
