@@ -135,6 +135,9 @@ class FetchSettings(_RuntimeSettings):
     fetch_max_bytes: int | None = Field(
         None, gt=0, description="Largest model to download: its volume's size limit (spec.model.downloadSizeLimit)."
     )
+    max_unpacked_bytes: int = Field(
+        1024**4, ge=1, description="Bound on what an archive of a model directory unpacks to (default 1 TiB)."
+    )
 
 
 def describe_validation_error(error: ValidationError, flag_names: dict[str, str]) -> str:
