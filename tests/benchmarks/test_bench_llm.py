@@ -3,27 +3,13 @@
 The figures themselves are the benchmark's to print (docs/benchmarks.md), never asserted here.
 """
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from benchmark_scripts import load_benchmark
 from modeldeploy_runtime.model.tiny_text_model import build_tiny_text_model
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "bench_llm.py"
-
-
-def _load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_llm", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("bench_llm.py")
 
 
 def test_the_workload_is_mixed_and_the_same_for_every_server() -> None:
