@@ -29,6 +29,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from fastapi import FastAPI, Request
+from starlette.responses import StreamingResponse
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "tiny-llama"
@@ -60,6 +62,8 @@ class Server:
     name: str
     command: list[str]
     health_path: str
+    # The `model` requests name: `transformers serve` knows the model by the path it was started with.
+    model_id: str = MODEL_NAME
 
 
 def servers(model_dir: Path, port: int) -> list[Server]:
@@ -79,8 +83,9 @@ def servers(model_dir: Path, port: int) -> list[Server]:
             "transformers serve --continuous-batching",
             [*common_serve, "--continuous-batching", "--cb-num-blocks", "512", "--cb-max-batch-tokens", "2048"],
             "/health",
+            str(model_dir),
         ),
-        Server("transformers serve", common_serve, "/health"),
+        Server("transformers serve", common_serve, "/health", str(model_dir)),
         Server(
             "one at a time (model.generate)", [python, __file__, "naive-server", str(model_dir), str(port)], "/health"
         ),
@@ -93,11 +98,11 @@ def _requests(count: int, seed: int) -> list[tuple[str, int]]:
     return [(" ".join(generator.choice(_WORDS) for _ in range(words)), tokens) for words, tokens in lengths]
 
 
-async def _one_request(client: object, prompt: str, max_tokens: int) -> tuple[float, list[float], int]:
+async def _one_request(client: object, model: str, prompt: str, max_tokens: int) -> tuple[float, list[float], int]:
     """Time to first token, the gaps between the following chunks, and the output tokens."""
     started = time.perf_counter()
     stream = await client.chat.completions.create(  # type: ignore[attr-defined]
-        model=MODEL_NAME, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0,
+        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0,
         stream=True, stream_options={"include_usage": True},
     )  # fmt: skip
     arrivals: list[float] = []
@@ -114,7 +119,7 @@ async def _one_request(client: object, prompt: str, max_tokens: int) -> tuple[fl
     return arrivals[0] - started, gaps, tokens
 
 
-async def _load(url: str, concurrency: int, seed: int) -> dict[str, object]:
+async def _load(url: str, model: str, concurrency: int, seed: int) -> dict[str, object]:
     from openai import AsyncOpenAI
 
     work = _requests(max(MIN_REQUESTS, REQUESTS_PER_CLIENT * concurrency), seed)
@@ -129,7 +134,7 @@ async def _load(url: str, concurrency: int, seed: int) -> dict[str, object]:
         while not queue.empty():
             prompt, max_tokens = queue.get_nowait()
             try:
-                ttft, request_gaps, tokens = await _one_request(client, prompt, max_tokens)
+                ttft, request_gaps, tokens = await _one_request(client, model, prompt, max_tokens)
             except Exception as error:
                 counts["errors"] += 1
                 print(f"  error: {error.__class__.__name__}: {str(error)[:200]}", file=sys.stderr)
@@ -158,10 +163,10 @@ def _percentile(values: list[float], percent: int) -> float:
     return float(np.percentile(values, percent) * 1000) if values else float("nan")
 
 
-def run_load(url: str, concurrency: int, seed: int) -> dict[str, object]:
+def run_load(url: str, model: str, concurrency: int, seed: int) -> dict[str, object]:
     """The load generator runs in its own process, so its CPU use never shares the server's interpreter."""
     output = subprocess.run(
-        [sys.executable, __file__, "load", url, str(concurrency), str(seed)],
+        [sys.executable, __file__, "load", url, model, str(concurrency), str(seed)],
         check=True, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     sys.stderr.write(output.stderr)
@@ -221,9 +226,9 @@ def benchmark(model_dir: Path, concurrencies: list[int], log_dir: Path) -> list[
             print(f"   skipped: {error}", file=sys.stderr)
             continue
         try:
-            run_load(started.url, 1, seed=99)  # warm-up: first requests pay for lazy initialisation
+            run_load(started.url, server.model_id, 1, seed=99)  # warm-up: first requests pay for lazy initialisation
             for concurrency in concurrencies:
-                figures = run_load(started.url, concurrency, seed=concurrency)
+                figures = run_load(started.url, server.model_id, concurrency, seed=concurrency)
                 result = LoadResult(server=server.name, concurrency=concurrency, **figures)  # type: ignore[arg-type]
                 print(f"   c={concurrency}: {result.output_tokens_per_s:.0f} tok/s", file=sys.stderr)
                 results.append(result)
@@ -260,8 +265,6 @@ def render(results: list[LoadResult]) -> str:
 def naive_server(model_dir: Path, port: int) -> None:
     import torch
     import uvicorn
-    from fastapi import FastAPI, Request
-    from starlette.responses import StreamingResponse
     from transformers import AutoModelForCausalLM, AutoTokenizer, TextIteratorStreamer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -305,7 +308,7 @@ def naive_server(model_dir: Path, port: int) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "load":
-        print(json.dumps(asyncio.run(_load(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))))
+        print(json.dumps(asyncio.run(_load(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "naive-server":
         naive_server(Path(sys.argv[2]), int(sys.argv[3]))

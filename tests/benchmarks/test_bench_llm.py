@@ -42,7 +42,7 @@ def test_a_small_load_run_against_the_runtime(tmp_path: Path) -> None:
     runtime = bench.servers(model_dir, port)[0]
     started = bench._start(runtime, port, tmp_path / "runtime.log")
     try:
-        figures = bench.run_load(started.url, 4, seed=1)
+        figures = bench.run_load(started.url, runtime.model_id, 4, seed=1)
     finally:
         bench._stop(started)
     assert figures["errors"] == 0
