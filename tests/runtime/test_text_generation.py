@@ -61,6 +61,12 @@ def test_the_model_is_listed_as_openai_lists_models(client: OpenAI) -> None:
     assert models.data[0].object == "model"
 
 
+def test_v2_describes_a_ready_text_model(text_server: RuntimeServer) -> None:
+    metadata = httpx.get(f"{text_server.url}/v2/models/tiny-llama", timeout=10).json()
+    assert metadata["platform"] == "huggingface_transformers"
+    assert httpx.get(f"{text_server.url}/v2/models/tiny-llama/ready", timeout=10).json()["ready"] is True
+
+
 def test_greedy_decoding_matches_model_generate_alone_and_among_63_others(
     text_server: RuntimeServer, text_model: tuple[Path, PreTrainedModel], tokenizer: AutoTokenizer
 ) -> None:
