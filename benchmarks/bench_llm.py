@@ -99,7 +99,7 @@ def _requests(count: int, seed: int) -> list[tuple[str, int]]:
 
 
 async def _one_request(client: object, model: str, prompt: str, max_tokens: int) -> tuple[float, list[float], int]:
-    """Time to first token, the gaps between the following chunks, and the output tokens."""
+    """Time to first token, the inter-token latency (none for a one-token answer), and the output tokens."""
     started = time.perf_counter()
     stream = await client.chat.completions.create(  # type: ignore[attr-defined]
         model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0,
@@ -115,8 +115,9 @@ async def _one_request(client: object, model: str, prompt: str, max_tokens: int)
     if not arrivals:  # the model's first token was its end of sequence: the answer is complete, and empty
         arrivals.append(time.perf_counter())
     tokens = tokens or len(arrivals)
-    gaps = list(np.diff(arrivals)) if len(arrivals) > 1 else []
-    return arrivals[0] - started, gaps, tokens
+    # Time per output token after the first (vLLM's TPOT): independent of how many tokens a server puts in a chunk.
+    per_token = [(arrivals[-1] - arrivals[0]) / (tokens - 1)] if tokens > 1 else []
+    return arrivals[0] - started, per_token, tokens
 
 
 async def _load(url: str, model: str, concurrency: int, seed: int) -> dict[str, object]:
@@ -127,20 +128,20 @@ async def _load(url: str, model: str, concurrency: int, seed: int) -> dict[str, 
     for item in work:
         queue.put_nowait(item)
     first_tokens: list[float] = []
-    gaps: list[float] = []
+    inter_token: list[float] = []
     counts = {"tokens": 0, "errors": 0}
 
     async def client_loop(client: AsyncOpenAI) -> None:
         while not queue.empty():
             prompt, max_tokens = queue.get_nowait()
             try:
-                ttft, request_gaps, tokens = await _one_request(client, model, prompt, max_tokens)
+                ttft, request_inter_token, tokens = await _one_request(client, model, prompt, max_tokens)
             except Exception as error:
                 counts["errors"] += 1
                 print(f"  error: {error.__class__.__name__}: {str(error)[:200]}", file=sys.stderr)
                 continue
             first_tokens.append(ttft)
-            gaps.extend(request_gaps)
+            inter_token.extend(request_inter_token)
             counts["tokens"] += tokens
 
     async with AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600) as client:
@@ -153,8 +154,8 @@ async def _load(url: str, model: str, concurrency: int, seed: int) -> dict[str, 
         "output_tokens_per_s": counts["tokens"] / seconds,
         "ttft_p50_ms": _percentile(first_tokens, 50),
         "ttft_p99_ms": _percentile(first_tokens, 99),
-        "itl_p50_ms": _percentile(gaps, 50),
-        "itl_p99_ms": _percentile(gaps, 99),
+        "itl_p50_ms": _percentile(inter_token, 50),
+        "itl_p99_ms": _percentile(inter_token, 99),
         "seconds": seconds,
     }
 
