@@ -50,7 +50,7 @@ lint: venv ## ruff and mypy
 
 .PHONY: images
 images: venv host-packages ## Build the runtime and operator images without Docker (cached by their inputs); import them into cluster-up's real node
-	$(PY) -m modeldeploy_devcluster.images --state-dir $(CLUSTER_STATE)
+	$(PY) -m modeldeploy_devcluster images --state-dir $(CLUSTER_STATE)
 
 .PHONY: test
 test: venv binaries images ## The whole suite: lint, unit, runtime, control-plane integration, chart, benchmarks' quick checks, end to end on real pods

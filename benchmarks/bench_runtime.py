@@ -10,6 +10,7 @@ next request when the previous answer arrives); its CPU use is reported, as is e
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -123,11 +124,13 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def run_wrk(url: str, body: tuple[Path, str, str], concurrency: int, seconds: float) -> tuple[dict, float]:
+def run_wrk(
+    url: str, body: tuple[Path, str, str], concurrency: int, seconds: float, authorization: str = ""
+) -> tuple[dict, float]:
     """Runs wrk; returns its summary and its CPU time in seconds (from the kernel's rusage)."""
     command = [
         "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "60s",
-        "-s", str(WRK_SCRIPT), url, "--", str(body[0]), body[1], body[2],
+        "-s", str(WRK_SCRIPT), url, "--", str(body[0]), body[1], body[2], authorization,
     ]  # fmt: skip
     # Servers are children too, but they are reaped only after their cells: this delta is wrk's alone.
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -141,9 +144,10 @@ def run_wrk(url: str, body: tuple[Path, str, str], concurrency: int, seconds: fl
 
 
 class Server:
-    def __init__(self, command: list[str], port: int, model: str, log: Path) -> None:
+    def __init__(self, command: list[str], port: int, model: str, log: Path, authorization: str = "") -> None:
         self.url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
-        self.ready_url = f"http://127.0.0.1:{port}/v2/models/{model}/ready"
+        self.ready_url = f"http://127.0.0.1:{port}/v2/health/ready"
+        self.authorization = authorization
         self._log = log.open("wb")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=False)
         deadline = time.monotonic() + 300
@@ -206,6 +210,15 @@ def runtime_command(model: str, path: Path, port: int, device: str, options: Run
     return command + (["--torch-threads", str(options.torch_threads)] if options.torch_threads else [])
 
 
+def with_access(command: list[str], directory: Path) -> tuple[list[str], str]:
+    """The runtime command with API keys and the audit log on, and the header its clients send."""
+    keys = directory / "api-keys"
+    keys.mkdir(exist_ok=True)
+    key = "bench-key-0123456789abcdef"
+    (keys / "bench").write_text(hashlib.sha256(key.encode()).hexdigest())
+    return [*command, "--api-keys-dir", str(keys), "--audit", "true"], f"Bearer {key}"
+
+
 def kserve_command(model: str, path: Path, port: int, device: str, threads: int | None) -> list[str]:
     command = [
         str(KSERVE_PYTHON), str(Path(__file__).parent / "kserve_model_server.py"), "--model_name", model,
@@ -218,6 +231,8 @@ def kserve_command(model: str, path: Path, port: int, device: str, threads: int 
 def single_request_s(server: Server, body: tuple[Path, str, str]) -> float:
     """One lone request's round trip: queueing included, so a backlog shows."""
     headers = {"Content-Type": body[1], **({"Inference-Header-Content-Length": body[2]} if body[2] else {})}
+    if server.authorization:
+        headers["Authorization"] = server.authorization
     started = time.perf_counter()
     httpx.post(server.url, content=body[0].read_bytes(), headers=headers, timeout=900).raise_for_status()
     return time.perf_counter() - started
@@ -237,7 +252,7 @@ def load_cells(server: Server, name: str, model: str, bodies: dict, seconds: flo
     for encoding, body in bodies.items():
         idle_s = min(single_request_s(server, body) for _ in range(3))
         for concurrency in CONCURRENCIES:
-            run_wrk(server.url, body, concurrency, max(1.0, seconds / 4))  # warm-up, discarded
+            run_wrk(server.url, body, concurrency, max(1.0, seconds / 4), server.authorization)  # warm-up
             wait_until_idle(server, body, idle_s)
             # The machine is shared and noise only ever slows a run down: the best of the repeats counts.
             runs = []
@@ -255,7 +270,7 @@ def load_run(
     seconds: float,
 ) -> LoadResult:  # fmt: skip
     cpu_before = process_cpu_s(server.process.pid)
-    summary, wrk_cpu = run_wrk(server.url, body, concurrency, seconds)
+    summary, wrk_cpu = run_wrk(server.url, body, concurrency, seconds, server.authorization)
     server_cpu = process_cpu_s(server.process.pid) - cpu_before
     wall = summary["duration_us"] / 1e6
     return LoadResult(
@@ -306,6 +321,16 @@ def targets(floor: list[FloorResult], loads: list[LoadResult], device: str) -> l
             f"MLP c=64: {ratio:.2f}x KServe's req/s, p99 {ours.p99_ms:.2f} vs {theirs.p99_ms:.2f} ms; "
             f"target >= 2x with p99 no worse: {'met' if met else 'MISSED'}"
         )
+    for encoding in ("json", "binary"):
+        keyed = cell("tiny_mlp", "modeldeploy-access", encoding, 64)
+        unkeyed = cell("tiny_mlp", "modeldeploy", encoding, 64)
+        if keyed and unkeyed:
+            ratio = keyed.requests_per_s / unkeyed.requests_per_s
+            lines.append(
+                f"MLP {encoding} c=64 with API keys and audit: {keyed.requests_per_s:.1f} req/s against "
+                f"{unkeyed.requests_per_s:.1f} without = {ratio:.2f}x; target >= 0.9x: "
+                f"{'met' if ratio >= 0.9 else 'MISSED'}"
+            )
     ours, theirs = cell("tiny_mlp", "modeldeploy", "json", 1), cell("tiny_mlp", "kserve", "json", 1)
     if ours and theirs:
         ratio = ours.p50_ms / theirs.p50_ms
@@ -322,7 +347,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each measured load cell")
     parser.add_argument("--repeats", type=int, default=2, help="runs per cell; the best one counts")
     parser.add_argument("--models", nargs="+", default=["tiny_mlp", "resnet50"])
-    parser.add_argument("--servers", nargs="+", default=["modeldeploy", "kserve"])
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=["modeldeploy", "modeldeploy-access", "kserve"],
+        choices=["modeldeploy", "modeldeploy-access", "kserve"],
+        help="modeldeploy-access: the runtime with API keys and the audit log on",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     arguments = parser.parse_args()
     # Stopped by a signal, still stop the servers it started (the `finally` blocks run on SystemExit).
@@ -342,13 +373,15 @@ def main() -> None:
             bodies = write_bodies(model, directory)
             for name in arguments.servers:
                 port = free_port()
-                command = (
-                    runtime_command(model, path, port, device.value, options)
-                    if name == "modeldeploy"
+                authorization = ""
+                if name == "kserve":
                     # KServe keeps torch's default threads except on the MLP, where one thread helps it too.
-                    else kserve_command(model, path, port, device.value, 1 if model == "tiny_mlp" else None)
-                )
-                server = Server(command, port, model, directory / f"{name}-{model}.log")
+                    command = kserve_command(model, path, port, device.value, 1 if model == "tiny_mlp" else None)
+                else:
+                    command = runtime_command(model, path, port, device.value, options)
+                if name == "modeldeploy-access":
+                    command, authorization = with_access(command, directory)
+                server = Server(command, port, model, directory / f"{name}-{model}.log", authorization)
                 try:
                     loads += load_cells(server, name, model, bodies, arguments.seconds, arguments.repeats)
                 finally:

@@ -1,5 +1,5 @@
 -- POSTs one fixed body in a closed loop; prints a JSON summary line for the benchmark driver.
--- Arguments (after --): body file, content type, optional Inference-Header-Content-Length.
+-- Arguments (after --): body file, content type, optional Inference-Header-Content-Length, optional Authorization.
 function init(args)
   local file = assert(io.open(args[1], "rb"))
   wrk.method = "POST"
@@ -8,6 +8,9 @@ function init(args)
   wrk.headers["Content-Type"] = args[2]
   if args[3] ~= nil and args[3] ~= "" then
     wrk.headers["Inference-Header-Content-Length"] = args[3]
+  end
+  if args[4] ~= nil and args[4] ~= "" then
+    wrk.headers["Authorization"] = args[4]
   end
 end
 

@@ -1,4 +1,4 @@
-"""`python -m modeldeploy_devcluster up|down|status`: the local control plane from a shell.
+"""`python -m modeldeploy_devcluster up|down|status|images`: the local cluster from a shell.
 
 `up` prints only `export` lines on stdout (everything else goes to stderr), so a shell can
 `eval "$(python -m modeldeploy_devcluster up)"`.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from . import images
 from .binaries import BinariesUnavailable
 from .cluster import ClusterStartError, LocalCluster
 from .config import ClusterConfig
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         ("up", "start the cluster (or find it running) and print `export` lines for the shell"),
         ("down", "stop exactly the processes `up` started and remove the state directory"),
         ("status", "say whether the cluster of the state directory runs, and its processes"),
+        ("images", "build the runtime and operator images (cached by their inputs), import them into the real node"),
     ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument(
@@ -79,6 +81,15 @@ def _down(cluster: LocalCluster) -> int:
     return 0
 
 
+def _images(cluster: LocalCluster) -> int:
+    built = images.build_all()
+    if not cluster.import_images(built):
+        print(f"devcluster: no cluster with a real node runs in {cluster.paths.state_dir}: built only", file=sys.stderr)
+    for image in built:
+        print(image.reference)
+    return 0
+
+
 def _status(cluster: LocalCluster) -> int:
     state = cluster.load_state()
     if state is None:
@@ -107,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _up(cluster)
         if args.command == "down":
             return _down(cluster)
+        if args.command == "images":
+            return _images(cluster)
         return _status(cluster)
     except (ClusterStartError, BinariesUnavailable) as error:
         print(f"modeldeploy-devcluster: {error}", file=sys.stderr)

@@ -1,18 +1,17 @@
 """`make images`: the project's images built from its own Dockerfiles without a Docker engine, for the real node.
 
-    python -m modeldeploy_devcluster.images [--state-dir .dev/cluster]
+    python -m modeldeploy_devcluster images [--state-dir .dev/cluster]
 
 buildah (Debian's package) builds `runtime/Dockerfile` and `operator/Dockerfile` unchanged. No base image can be
 pulled here, so their `PYTHON_IMAGE` build argument names a local one: a Debian rootfs with Python made by
 mmdebstrap from the machine's own apt sources. Every image is tagged with a hash of its inputs (the Dockerfile, the
 files it copies, the base, the build arguments) and cached as an archive outside the repository, so only a change
 to those inputs builds again; buildah's layer cache keeps the dependency layers between builds. `--state-dir`
-imports the images into that cluster's real node, where pods use them without any registry.
+imports the images into that cluster's real node (when it runs), where pods use them without any registry.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
@@ -218,25 +217,3 @@ def import_into(ctr: Path, socket: Path, image: BuiltImage) -> None:
     if _run([*node, "list", "--quiet", f"name=={image.reference}"]).stdout.strip():
         return
     _run([*node, "import", "--label", "io.cri-containerd.pinned=pinned", str(image.archive)])
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="modeldeploy_devcluster.images", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--state-dir", type=Path, help="import into this cluster's real node, when it runs")
-    arguments = parser.parse_args(argv)
-    images = build_all()
-    if arguments.state_dir is not None:
-        from .cluster import LocalCluster
-
-        imported = LocalCluster(arguments.state_dir).import_images(images)
-        if not imported:
-            _log(f"no cluster with a real node runs in {arguments.state_dir}: built only")
-    for image in images:
-        print(image.reference)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

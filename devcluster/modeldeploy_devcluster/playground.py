@@ -166,6 +166,8 @@ def _wait_ready(connection: ClusterConnection, name: str) -> None:
 
 
 def up(state_dir: Path, once: bool) -> None:
+    # SIGTERM while starting unwinds like Ctrl-C, through the `finally` that takes everything down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     state_dir.mkdir(parents=True, exist_ok=True)
     down(state_dir, quiet=True)  # a playground left over from a killed run
     _say("building the images (cached by their inputs; the first build downloads torch)")

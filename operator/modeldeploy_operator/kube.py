@@ -17,6 +17,7 @@ from lightkube.config.kubeconfig import KubeConfig
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment, ReplicaSet
 from lightkube.resources.core_v1 import Event, Service
+from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
@@ -24,7 +25,7 @@ from modeldeploy_operator.manifests.deployment import template_hash
 from modeldeploy_operator.manifests.labels import FIELD_MANAGER, REPLICAS_HANDOVER_FIELD_MANAGER
 
 ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
-_CHILD_RESOURCES = {"Deployment": Deployment, "Service": Service}
+_CHILD_RESOURCES = {"Deployment": Deployment, "Service": Service, "NetworkPolicy": NetworkPolicy}
 REQUEST_TIMEOUT_SECONDS = 30.0
 
 

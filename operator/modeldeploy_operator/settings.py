@@ -31,6 +31,13 @@ class OperatorSettings(BaseSettings):
     health_port: int = Field(default=8080, ge=1, le=65535, description="Port of the /healthz liveness endpoint.")
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="Port of /metrics; 0 turns it off.")
     bind_address: str = Field(default="0.0.0.0", description="Address the health and metrics endpoints bind.")
+    metrics_scraper_namespace: str = Field(
+        default="monitoring",
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+        max_length=63,
+        description="Namespace whose pods may scrape the runtimes' metrics through their NetworkPolicy; empty: "
+        "none besides the model's own namespace.",
+    )
     # A watch can die silently (kopf#585, #1120): the server closes it after this long and kopf reconnects.
     watch_server_timeout_seconds: int = Field(
         default=300, ge=10, le=3600, description="The apiserver ends each watch after this long; kopf reconnects."

@@ -10,6 +10,10 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from modeldeploy_runtime import __version__
+from modeldeploy_runtime.access.audit import AuditLog
+from modeldeploy_runtime.access.keys import ApiKeys
+from modeldeploy_runtime.access.limits import KeyLimits, Rate
+from modeldeploy_runtime.access.middleware import AccessControl
 from modeldeploy_runtime.metrics import RuntimeMetrics
 from modeldeploy_runtime.protocol.errors import install_error_handlers
 from modeldeploy_runtime.protocol.fast_path import InferenceFastPath
@@ -25,17 +29,23 @@ from modeldeploy_runtime.settings import ServeSettings
 def create_app(settings: ServeSettings) -> FastAPI:
     metrics = RuntimeMetrics(settings.model_name)
     service = InferenceService(settings, metrics)
+    keys = ApiKeys(settings.api_keys_dir) if settings.api_keys_dir is not None else None
+    audit = AuditLog() if settings.audit_enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Loading runs in the background: the server answers liveness and readiness probes meanwhile.
-        loading = asyncio.create_task(service.load(), name="model-load")
+        background = [asyncio.create_task(service.load(), name="model-load")]
+        if keys is not None:
+            background.append(asyncio.create_task(keys.keep_fresh(settings.api_keys_reload_s), name="api-keys"))
         try:
             yield
         finally:
-            if not loading.done():
-                loading.cancel()
+            for task in background:
+                task.cancel()
             await service.close()
+            if audit is not None:
+                audit.flush()
 
     app = FastAPI(
         title="modeldeploy runtime",
@@ -60,5 +70,24 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return Response(content, media_type=content_type)
 
     app.add_middleware(InferenceFastPath, service=service)
+    # Added last, so outermost: every route, the fast path included, is behind it.
+    app.add_middleware(
+        AccessControl,
+        keys=keys,
+        limits=_key_limits(settings),
+        audit=audit,
+        payloads=settings.audit_payloads,
+    )
     install_openapi(app)
     return app
+
+
+def _key_limits(settings: ServeSettings) -> KeyLimits | None:
+    requests = tokens = None
+    if settings.key_requests_per_second is not None:
+        rate = settings.key_requests_per_second
+        requests = Rate("requestsPerSecond", rate, settings.key_requests_burst or max(1.0, rate))
+    if settings.key_tokens_per_minute is not None:
+        rate = settings.key_tokens_per_minute
+        tokens = Rate("tokensPerMinute", rate / 60.0, settings.key_tokens_burst or rate)
+    return KeyLimits(requests, tokens) if requests or tokens else None

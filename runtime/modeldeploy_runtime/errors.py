@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
+
+# An absolute file path (two or more components): what a traceback or an OS error leaks about the server.
+_SERVER_PATH = re.compile(r"(?<![\w.])/(?:[\w.\-]+/)+[\w.\-]*")
 
 
 class ServingError(Exception):
@@ -59,6 +63,32 @@ class ClientDisconnected(ServingError):
 
 class InferenceFailed(ServingError):
     """The model raised while running a batch."""
+
+
+class BodyReadTimedOut(ServingError):
+    """The client did not send its whole body within the read deadline (a slow or stalled client)."""
+
+
+class Unauthenticated(ServingError):
+    """No API key, or one that matches no entry of the key Secret."""
+
+
+class RateLimited(ServingError):
+    """A key went over one of its limits; the message names the limit."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def client_safe(text: str) -> str:
+    """The last line of an error's text with file paths cut out: what a client may see of a model's failure.
+
+    TorchScript errors carry the interpreter's traceback, with server paths, before the one line that says
+    what went wrong (`RuntimeError: mat1 and mat2 shapes cannot be multiplied (1x3 and 16x32)`).
+    """
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return _SERVER_PATH.sub("<path>", lines[-1]) if lines else ""
 
 
 class FatalError(Exception):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -20,6 +21,7 @@ from modeldeploy_runtime.app import create_app
 from modeldeploy_runtime.service import InferenceService
 from modeldeploy_runtime.settings import ServeSettings
 from modeldeploy_runtime.termination import write_termination_message
+from modeldeploy_runtime.tls import CertificateReloader
 
 # After draining, connections get this long to finish their last response.
 CONNECTION_CLOSE_GRACE_S = 5
@@ -35,10 +37,18 @@ class _DrainingServer(uvicorn.Server):
         self._drain_grace_s = settings.drain_grace_s
         self._draining: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tls_reload_s = settings.tls_reload_s
+        self._certificate_reloading: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets=sockets)
+        config = self.config
+        if config.ssl is not None and config.ssl_certfile is not None and config.ssl_keyfile is not None:
+            reloader = CertificateReloader(config.ssl, Path(config.ssl_certfile), Path(str(config.ssl_keyfile)))
+            self._certificate_reloading = self._loop.create_task(
+                reloader.keep_fresh(self._tls_reload_s), name="tls-reload"
+            )
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Deliberately not recording the signal as uvicorn does: it would re-raise it after shutdown and
@@ -86,6 +96,9 @@ def serve(settings: ServeSettings) -> int:
         log_level=settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=CONNECTION_CLOSE_GRACE_S,
+        limit_concurrency=settings.max_connections,
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
     )
     server = _DrainingServer(config, service, settings)
     if settings.exit_on_load_failure:

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -22,8 +23,10 @@ from modeldeploy_runtime.errors import (
     ModelLoadError,
     ModelNotFound,
     ModelNotReady,
+    client_safe,
 )
 from modeldeploy_runtime.generation import GenerationEngine
+from modeldeploy_runtime.intake import ByteBudget, ReceivedBody, receive_body
 from modeldeploy_runtime.metrics import RuntimeMetrics
 from modeldeploy_runtime.model.devices import ModelCopies, detect_devices, worker_count
 from modeldeploy_runtime.model.huggingface import load_text_generation_model
@@ -51,6 +54,7 @@ class InferenceService:
         self.load_failure: ModelLoadError | None = None
         self.on_load_failure: Callable[[], None] | None = None
         self._model: ServableModel | None = None
+        self.inflight_bytes = ByteBudget(settings.inflight_bytes_limit)
         self._batcher: DynamicBatcher | None = None
         self._text_engine: GenerationEngine | None = None
 
@@ -189,7 +193,8 @@ class InferenceService:
 
     def _fail(self, failure: ModelLoadError) -> None:
         self.state, self.load_failure = ModelState.FAILED, failure
-        self.reason = f"model failed to load: {failure}"
+        # Clients see the reason on readiness and in 503s: without the server's paths (the log has them).
+        self.reason = f"model failed to load: {client_safe(str(failure))}"
         _log.error("%s: %s", failure.termination_reason, failure)
         if self.on_load_failure is not None:
             self.on_load_failure()
@@ -260,9 +265,37 @@ class InferenceService:
             raise ModelNotFound(name)
         return self._model
 
+    @property
+    def live(self) -> bool:
+        """False once a model call has run longer than the request timeout: a wedged device never returns."""
+        return self._batcher is None or self._batcher.longest_running_s() <= self.settings.request_timeout_s
+
     @contextlib.asynccontextmanager
-    async def admit(self, name: str) -> AsyncIterator[tuple[ServableModel, Slot]]:
+    async def admit(
+        self, name: str, body_chunks: AsyncIterator[bytes], declared_length: int | None
+    ) -> AsyncIterator[Admitted]:
+        """Reads the body under the intake bounds, then takes a place in the queue; both held until the answer.
+
+        A full queue is refused before the body is read (cheap overload answers), and checked again after it.
+        """
         model = self.model(name)
         assert self._batcher is not None  # set together with the model
-        async with self._batcher.admit() as slot:
-            yield model, slot
+        self._batcher.check_room()
+        settings = self.settings
+        body = await receive_body(
+            body_chunks, declared_length, settings.max_payload_bytes, self.inflight_bytes, settings.body_read_timeout_s
+        )
+        try:
+            async with self._batcher.admit() as slot:
+                yield Admitted(model, body, slot)
+        finally:
+            body.release()
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """An admitted request: the model it runs on, its body (to take once, for decoding) and its queue place."""
+
+    model: ServableModel
+    body: ReceivedBody
+    slot: Slot

@@ -10,7 +10,7 @@ import enum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, ValidationError, field_validator
+from pydantic import Field, StringConstraints, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "MODELDEPLOY_"
@@ -106,6 +106,38 @@ class ServeSettings(_RuntimeSettings):
         description="Text generation: most tokens one model step computes (prompt chunks plus one per running "
         "sequence); bounds how long a long prompt holds up the others' next token.",
     )
+    body_read_timeout_s: float = Field(
+        30.0, gt=0.0, description="A client that has not sent its whole body this long after the headers gets 408."
+    )
+    max_connections: int = Field(
+        2048, ge=1, description="Open connections and requests at once; beyond it new ones get 503 (uvicorn's)."
+    )
+    memory_limit_bytes: int | None = Field(
+        None, ge=1, description="The container's memory limit (the operator passes it); sizes max_inflight_bytes."
+    )
+    max_inflight_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="Request bytes held at once, being received or waiting for the model; beyond it: 429. "
+        "Default: a quarter of memory_limit_bytes, else 1 GiB; never below max_payload_bytes.",
+    )
+    api_keys_dir: Path | None = Field(
+        None,
+        description="A folder with one file per key owner, each holding the SHA-256 (hex) of that owner's key "
+        "(a mounted Secret). Set: every route but health, readiness and metrics needs `Authorization: Bearer`.",
+    )
+    api_keys_reload_s: float = Field(10.0, gt=0.0, le=60.0, description="How often the key folder is re-read.")
+    key_requests_per_second: float | None = Field(None, gt=0.0, description="Requests per second per key.")
+    key_requests_burst: int | None = Field(
+        None, ge=1, description="Requests a key may send at once above its rate; default: one second's worth."
+    )
+    key_tokens_per_minute: float | None = Field(None, gt=0.0, description="Tokens per minute per key (text models).")
+    key_tokens_burst: int | None = Field(None, ge=1, description="Tokens above the rate at once; default: a minute's.")
+    audit: bool | None = Field(None, description="One JSON line per request to stdout; default: on with API keys.")
+    audit_payloads: bool = Field(False, description="Add request bodies to the audit lines (base64).")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain: serve HTTPS (with tls_key_file).")
+    tls_key_file: Path | None = None
+    tls_reload_s: float = Field(60.0, gt=0.0, description="How often a renewed certificate is picked up.")
 
     @property
     def generates_text(self) -> bool:
@@ -113,6 +145,28 @@ class ServeSettings(_RuntimeSettings):
         if self.model_format is not None:
             return self.model_format is ModelFormat.HUGGINGFACE
         return self.model_path.is_dir()
+
+    @property
+    def inflight_bytes_limit(self) -> int:
+        if self.max_inflight_bytes is not None:
+            derived = self.max_inflight_bytes
+        elif self.memory_limit_bytes is not None:
+            derived = self.memory_limit_bytes // 4
+        else:
+            derived = 1024**3
+        return max(derived, self.max_payload_bytes)
+
+    @property
+    def audit_enabled(self) -> bool:
+        return self.audit if self.audit is not None else self.api_keys_dir is not None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServeSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.api_keys_dir is None and (self.key_requests_per_second or self.key_tokens_per_minute):
+            raise ValueError("per-key limits need api_keys_dir: without keys there is no key to limit")
+        return self
 
     @field_validator("model_path")
     @classmethod

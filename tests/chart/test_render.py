@@ -23,6 +23,7 @@ OPERATOR_RULES = {
     ("apps", "deployments"): {"list", "watch", "create", "patch"},
     ("apps", "replicasets"): {"list"},
     ("", "services"): {"list", "watch", "create", "patch"},
+    ("networking.k8s.io", "networkpolicies"): {"list", "watch", "create", "patch"},
     ("", "pods"): {"list", "watch"},
     ("autoscaling", "horizontalpodautoscalers"): {"list", "watch"},
     ("", "events"): {"create"},
@@ -114,6 +115,7 @@ def test_operator_configuration_comes_from_values(chart: Any) -> None:
             "resyncPeriodSeconds": 60,
             "maxWritesInFlight": 8,
             "maxObjectsInFlight": 64,
+            "metricsScraperNamespace": "prometheus",
         },
         leaderElection={"leaseDurationSeconds": 30, "renewDeadlineSeconds": 20, "retryPeriodSeconds": 4},
     )
@@ -125,6 +127,7 @@ def test_operator_configuration_comes_from_values(chart: Any) -> None:
     assert env["MODELDEPLOY_RESYNC_PERIOD_SECONDS"] == "60"
     assert env["MODELDEPLOY_MAX_WRITES_IN_FLIGHT"] == "8"
     assert env["MODELDEPLOY_MAX_OBJECTS_IN_FLIGHT"] == "64"
+    assert env["MODELDEPLOY_METRICS_SCRAPER_NAMESPACE"] == "prometheus"
     assert env["MODELDEPLOY_LEADER_ELECTION"] == "true"
     assert env["MODELDEPLOY_LEADER_ELECTION_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["MODELDEPLOY_LEADER_ELECTION_LEASE_NAME"] == FULLNAME

@@ -66,7 +66,7 @@ def test_pods_without_the_toleration_never_land_on_gpu_nodes(cluster: ClusterCon
         lambda: [m for m in _failed_scheduling_messages(client, namespace) if "untolerated taint" in m],
         "a FailedScheduling event about the GPU taint",
     )
-    # 2 GPU nodes tainted, the CPU node not matching the selector: nowhere to go.
-    assert "2 node(s) had untolerated taint" in messages[0]
+    # 2 GPU nodes and the real node tainted, the CPU node not matching the selector: nowhere to go.
+    assert "3 node(s) had untolerated taint" in messages[0]
     [pod] = _pods(client, namespace, "wants-gpu-node")
     assert pod.spec is not None and pod.spec.nodeName is None

@@ -4,10 +4,12 @@ through their Services from the machine (kube-proxy routes the service range to 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,40 @@ def expected_logits(model: Path) -> list[float]:
 
 def elapsed_since(started: float) -> float:
     return time.monotonic() - started
+
+
+# Bounds of the load: it stops by itself even if the rollout never ends. Paced, so it lasts the whole rollout.
+MAX_LOAD_SECONDS = 300
+MAX_REQUESTS = 60_000
+PACE_SECONDS = 0.005
+
+
+@dataclass
+class Load:
+    """One client sending requests back to back through the Service, each on a new connection."""
+
+    url: str
+    model: str
+    sent: int = 0
+    answered: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    # Set when the load ended at a bound rather than because the test stopped it.
+    ran_out: bool = False
+
+    def run(self) -> None:
+        deadline = time.monotonic() + MAX_LOAD_SECONDS
+        while not self.stop.wait(PACE_SECONDS):
+            if time.monotonic() > deadline or self.sent >= MAX_REQUESTS:
+                self.ran_out = True
+                return
+            self.sent += 1
+            try:
+                answer = infer(self.url, self.model, timeout=10)
+            except (urllib.error.URLError, OSError) as error:
+                self.failures.append(repr(error))
+                continue
+            if answer["outputs"][0]["shape"] == [2, 3]:
+                self.answered += 1
+            else:
+                self.failures.append(f"unexpected answer {answer}")

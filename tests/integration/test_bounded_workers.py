@@ -12,4 +12,5 @@ def test_a_burst_goes_ready_with_one_object_of_each_kind_in_flight(start_operato
     for name in names:
         condition = kube.wait_condition(name, "Ready", "True")
         assert condition["observedGeneration"] == 1
-    assert operator.metric("modeldeploy_child_applies_total") == 2 * BURST, "one Deployment and one Service each"
+    applies = operator.metric("modeldeploy_child_applies_total")
+    assert applies == 3 * BURST, "a Deployment, a Service and a NetworkPolicy each"

@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 from lightkube import ApiError, Client
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
+from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 from modeldeploy_operator.kube import ModelDeploymentResource
-from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_service
+from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_network_policy, build_service
 from modeldeploy_operator.manifests.deployment import BuildOptions
 
 names = st.from_regex(r"[a-z]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
@@ -75,6 +76,43 @@ scheduling = st.fixed_dictionaries(
         "runtimeClassName": st.just("nvidia"),
     },
 )
+access = st.fixed_dictionaries(
+    {},
+    optional={
+        "apiKeys": st.fixed_dictionaries(
+            {"secretName": names},
+            optional={
+                "limits": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "requestsPerSecond": st.floats(0.01, 1000.0),
+                        "requestsBurst": st.integers(1, 1000),
+                        "tokensPerMinute": st.integers(1, 10**6),
+                    },
+                )
+            },
+        ),
+        "audit": st.fixed_dictionaries({}, optional={"enabled": st.booleans(), "payloads": st.booleans()}),
+        "tls": st.fixed_dictionaries({"secretName": names}),
+        "allowedFrom": st.lists(
+            st.one_of(
+                st.builds(lambda team: {"namespaceSelector": {"matchLabels": {"team": team}}}, names),
+                st.builds(lambda role: {"podSelector": {"matchLabels": {"role": role}}}, names),
+                st.just({"ipBlock": {"cidr": "10.0.0.0/8"}}),
+            ),
+            max_size=3,
+        ),
+    },
+)
+
+
+def _keys_when_exposed(spec: dict[str, Any]) -> dict[str, Any]:
+    """The schema requires API keys for a NodePort or LoadBalancer Service."""
+    if spec.get("service", {}).get("type") in ("NodePort", "LoadBalancer") and "apiKeys" not in spec.get("access", {}):
+        return {**spec, "access": {**spec.get("access", {}), "apiKeys": {"secretName": "keys"}}}
+    return spec
+
+
 specs = st.fixed_dictionaries(
     {
         "model": st.fixed_dictionaries(
@@ -103,11 +141,17 @@ specs = st.fixed_dictionaries(
         ),
         "serviceAccountName": names,
         "progressDeadlineSeconds": st.integers(60, 86400),
+        "access": access,
     },
-)
+).map(_keys_when_exposed)
 
 
-_RESOURCES = {"ModelDeployment": ModelDeploymentResource, "Deployment": Deployment, "Service": Service}
+_RESOURCES = {
+    "ModelDeployment": ModelDeploymentResource,
+    "Deployment": Deployment,
+    "Service": Service,
+    "NetworkPolicy": NetworkPolicy,
+}
 
 
 def _dry_run(client: Client, namespace: str, manifest: dict[str, Any]) -> None:
@@ -152,3 +196,4 @@ def test_any_valid_spec_gives_manifests_the_apiserver_accepts(cluster, crd_insta
     )
     _dry_run(client, namespace, build_deployment(md, BuildOptions(default_runtime_image="registry.local/runtime:1")))
     _dry_run(client, namespace, build_service(md))
+    _dry_run(client, namespace, build_network_policy(md, "monitoring"))

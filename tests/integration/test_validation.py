@@ -51,6 +51,22 @@ INVALID = {
         "runtime.maxNumSeqs and runtime.maxModelLen apply to text generation",
     ),
     "max model len below the minimum": ({"runtime": {"maxModelLen": 8}}, "spec.runtime.maxModelLen"),
+    "load balancer without api keys": (
+        {"service": {"type": "LoadBalancer"}},
+        "spec.access: Invalid value: service.type NodePort or LoadBalancer publishes the model outside "
+        "the cluster: set access.apiKeys",
+    ),
+    "node port without api keys": ({"service": {"type": "NodePort"}, "access": {}}, "set access.apiKeys"),
+    "api keys without a secret": ({"access": {"apiKeys": {}}}, "spec.access.apiKeys.secretName: Required value"),
+    "zero requests per second": (
+        {"access": {"apiKeys": {"secretName": "keys", "limits": {"requestsPerSecond": 0}}}},
+        "requestsPerSecond must be greater than 0",
+    ),
+    "zero requests burst": (
+        {"access": {"apiKeys": {"secretName": "keys", "limits": {"requestsBurst": 0}}}},
+        "spec.access.apiKeys.limits.requestsBurst",
+    ),
+    "tls secret name not a name": ({"access": {"tls": {"secretName": "Not_A_Name"}}}, "spec.access.tls.secretName"),
     "unknown field": ({"gpus": 1}, 'unknown field "spec.gpus"'),
     "control character in env": ({"runtime": {"env": [{"name": "A", "value": "\x7f"}]}}, "spec.runtime.env[0].value"),
     "rollout that can never start": (

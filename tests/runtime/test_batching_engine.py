@@ -11,7 +11,7 @@ import pytest
 import torch
 from modeldeploy_runtime.batching import DynamicBatcher
 from modeldeploy_runtime.batching.engine import RunBatch
-from modeldeploy_runtime.errors import InferenceFailed, Overloaded, RequestTimedOut
+from modeldeploy_runtime.errors import InferenceFailed, InvalidInput, Overloaded, RequestTimedOut
 
 
 class Recorder:
@@ -99,21 +99,65 @@ async def test_requests_time_out_while_the_model_is_stuck() -> None:
     await batcher.stop()
 
 
-async def test_a_model_error_fails_the_whole_batch_and_the_engine_goes_on() -> None:
+async def test_a_model_error_fails_its_request_and_the_engine_goes_on() -> None:
     calls = 0
 
     def flaky(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         nonlocal calls
         calls += 1
         if calls == 1:
-            raise RuntimeError("shape mismatch deep inside the model")
+            raise RuntimeError("shape mismatch deep inside the model, /srv/secret/path.py")
         return [inputs[0]]
 
     batcher = engine(Recorder(), flaky, max_delay_s=0.0)
     batcher.start()
-    with pytest.raises(InferenceFailed, match="RuntimeError: shape mismatch"):
+    with pytest.raises(InferenceFailed, match="server log has the details") as failure:
         await submit(batcher, torch.ones(1, 2))
+    assert "/srv" not in str(failure.value)
     assert torch.equal((await submit(batcher, torch.ones(1, 2)))[0], torch.ones(1, 2))
+    await batcher.stop()
+
+
+async def test_only_the_request_that_makes_the_model_raise_gets_the_error() -> None:
+    """Co-batched requests are run again apart when their batch fails: the poisoned one alone fails."""
+    rows_per_call: list[int] = []
+
+    def refuses_negatives(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        rows_per_call.append(inputs[0].shape[0])
+        time.sleep(0.002)
+        if (inputs[0] < 0).any():
+            raise InvalidInput("the model rejected the input: negative")
+        return [inputs[0] * 2]
+
+    batcher = engine(Recorder(), refuses_negatives, max_delay_s=0.05)
+    batcher.start()
+    requests = [torch.full((1, 2), -1.0 if index == 3 else float(index)) for index in range(8)]
+    results = await asyncio.gather(*(submit(batcher, rows) for rows in requests), return_exceptions=True)
+    await batcher.stop()
+    assert isinstance(results[3], InvalidInput)
+    for index, result in enumerate(results):
+        if index != 3:
+            assert not isinstance(result, BaseException), result
+            assert torch.equal(result[0], requests[index] * 2)
+    assert max(rows_per_call) > 1  # they were batched together first
+
+
+async def test_a_hung_model_call_shows_in_longest_running() -> None:
+    release = threading.Event()
+
+    def hangs(inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        release.wait(5)
+        return [inputs[0]]
+
+    batcher = engine(Recorder(), hangs, max_delay_s=0.0)
+    batcher.start()
+    assert batcher.longest_running_s() == 0.0
+    pending = asyncio.ensure_future(submit(batcher, torch.ones(1, 2)))
+    await asyncio.sleep(0.2)
+    assert batcher.longest_running_s() >= 0.15
+    release.set()
+    await pending
+    assert batcher.longest_running_s() == 0.0
     await batcher.stop()
 
 
@@ -122,9 +166,10 @@ async def test_outputs_without_the_batch_dimension_are_an_inference_error() -> N
     batcher.start()
     results = await asyncio.gather(*(submit(batcher, torch.ones(1, 2)) for _ in range(4)), return_exceptions=True)
     await batcher.stop()
-    batched_failures = [result for result in results if isinstance(result, InferenceFailed)]
-    assert batched_failures, results
-    assert "declare a fixed first dimension" in str(batched_failures[0])
+    # Batched: the outputs do not split back, and no request alone is to blame, so each batched one hears why.
+    failures = [str(result) for result in results if isinstance(result, InferenceFailed)]
+    assert failures and all("declare a fixed first dimension" in failure for failure in failures), results
+    assert all(isinstance(result, InferenceFailed | list) for result in results), results
 
 
 async def test_workers_run_batches_side_by_side() -> None:

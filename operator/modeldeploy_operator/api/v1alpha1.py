@@ -254,6 +254,17 @@ OPERATOR_SET_RUNTIME_ENV = (
     "MODELDEPLOY_MAX_MODEL_LEN",
     "MODELDEPLOY_EXIT_ON_LOAD_FAILURE",
     "MODELDEPLOY_TERMINATION_LOG",
+    "MODELDEPLOY_MEMORY_LIMIT_BYTES",
+    # spec.access: a variable could otherwise turn the keys, the audit or TLS off behind the spec's back.
+    "MODELDEPLOY_API_KEYS_DIR",
+    "MODELDEPLOY_KEY_REQUESTS_PER_SECOND",
+    "MODELDEPLOY_KEY_REQUESTS_BURST",
+    "MODELDEPLOY_KEY_TOKENS_PER_MINUTE",
+    "MODELDEPLOY_KEY_TOKENS_BURST",
+    "MODELDEPLOY_AUDIT",
+    "MODELDEPLOY_AUDIT_PAYLOADS",
+    "MODELDEPLOY_TLS_CERT_FILE",
+    "MODELDEPLOY_TLS_KEY_FILE",
 )
 
 
@@ -475,6 +486,100 @@ class RolloutSpec(_Model):
         return unavailable
 
 
+DnsSubdomain = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", max_length=253)
+]
+
+
+class KeyLimits(_Model):
+    """Limits each API key gets on its own: one noisy key never uses up another's share."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "default": {},
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.requestsPerSecond) || self.requestsPerSecond > 0.0",
+                    "apiKeys.limits.requestsPerSecond must be greater than 0; leave it out for no limit",
+                )
+            ],
+        }
+    )
+
+    requests_per_second: Annotated[float, Field(ge=0.001, le=1_000_000)] | None = Field(
+        default=None,
+        description="Requests per second each key may send, per replica; over it: 429 with Retry-After.",
+    )
+    requests_burst: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
+        default=None, description="Requests a key may send at once above its rate; default: one second's worth."
+    )
+    tokens_per_minute: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = Field(
+        default=None,
+        description="Tokens (read and written) per minute each key may use, per replica; text models only.",
+    )
+    tokens_burst: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = Field(
+        default=None, description="Tokens a key may use at once above its rate; default: one minute's worth."
+    )
+
+
+class ApiKeys(_Model):
+    """Who may call the model: holders of a key whose SHA-256 is in a Secret."""
+
+    secret_name: DnsSubdomain = Field(
+        description="Secret in the same namespace: one entry per key owner, named after the owner, whose value is "
+        "the SHA-256 of the key in hex (never the key). Clients send 'Authorization: Bearer <key>'. Changes take "
+        "effect within a minute, without a restart."
+    )
+    limits: KeyLimits = Field(default_factory=KeyLimits, description="Limits per key.")
+
+
+class Audit(_Model):
+    """One JSON line per request on the runtime's stdout: who called what, how it went (docs/runtime.md)."""
+
+    model_config = ConfigDict(json_schema_extra={"default": {}})
+
+    enabled: bool | None = Field(default=None, description="Default: on when apiKeys is set.")
+    payloads: bool = Field(default=False, description="Add each request's body to its line (base64).")
+
+
+class Tls(_Model):
+    """HTTPS for the runtime."""
+
+    secret_name: DnsSubdomain = Field(
+        description="Secret of type kubernetes.io/tls in the same namespace (as cert-manager writes it). A renewed "
+        "certificate is served without a restart."
+    )
+
+
+class NetworkPeer(_Model):
+    """Who else may connect, as a NetworkPolicy peer."""
+
+    namespace_selector: FreeFormObject | None = Field(default=None, description="Namespaces, by label.")
+    pod_selector: FreeFormObject | None = Field(
+        default=None, description="Pods, by label (in the namespaces namespaceSelector picks, else this one)."
+    )
+    ip_block: FreeFormObject | None = Field(default=None, description="Addresses: {cidr, except}.")
+
+
+class AccessSpec(_Model):
+    """Who may call the model and how: API keys with limits, audit, TLS, and the network policy."""
+
+    model_config = ConfigDict(json_schema_extra={"default": {}})
+
+    api_keys: ApiKeys | None = Field(
+        default=None,
+        description="Require an API key on every route but health, readiness and metrics. Required for "
+        "service.type NodePort or LoadBalancer.",
+    )
+    audit: Audit = Field(default_factory=Audit, description="The audit log.")
+    tls: Tls | None = Field(default=None, description="Serve HTTPS; the probes and the Service follow.")
+    allowed_from: Annotated[list[NetworkPeer], Field(max_length=64)] = Field(
+        default_factory=list,
+        description="Who may connect besides pods in the same namespace (the NetworkPolicy's other peers). With "
+        "service.type NodePort or LoadBalancer, any address may.",
+    )
+
+
 class ModelDeploymentSpec(_Model):
     """The desired state of a model service."""
 
@@ -486,7 +591,14 @@ class ModelDeploymentSpec(_Model):
                     "|| (has(self.model.format) && self.model.format == 'huggingface')",
                     "runtime.maxNumSeqs and runtime.maxModelLen apply to text generation: set "
                     "model.format: huggingface",
-                )
+                ),
+                cel(
+                    "!has(self.service) || !(self.service.type in ['NodePort', 'LoadBalancer'])"
+                    " || (has(self.access) && has(self.access.apiKeys))",
+                    "service.type NodePort or LoadBalancer publishes the model outside the cluster: set "
+                    "access.apiKeys so that only key holders can call it",
+                    ".access",
+                ),
             ]
         }
     )
@@ -517,6 +629,10 @@ class ModelDeploymentSpec(_Model):
     )
     rollout: RolloutSpec = Field(
         default_factory=RolloutSpec, description="Rolling updates: surge, unavailability, automatic rollback."
+    )
+    access: AccessSpec = Field(
+        default_factory=AccessSpec,
+        description="Who may call the model: API keys and their limits, the audit log, TLS, the network policy.",
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from modeldeploy_operator.api.quantity import parse_quantity
 from modeldeploy_operator.api.v1alpha1 import ModelDeploymentSpec
+from modeldeploy_operator.manifests.access import AccessPlan, plan_access
 from modeldeploy_operator.manifests.content_hash import content_hash
 from modeldeploy_operator.manifests.labels import TEMPLATE_HASH_ANNOTATION, common_labels, selector_labels
 from modeldeploy_operator.manifests.model import ModelDeployment
@@ -57,12 +58,7 @@ def build_deployment(md: ModelDeployment, options: BuildOptions) -> dict[str, An
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": md.name,
-            "namespace": md.namespace,
-            "labels": common_labels(md.name, md.model_name),
-            "ownerReferences": [md.owner_reference()],
-        },
+        "metadata": md.child_metadata(),
         "spec": deployment_spec,
     }
 
@@ -86,7 +82,9 @@ def _pod_template(md: ModelDeployment, options: BuildOptions) -> dict[str, Any]:
                 "kubectl.kubernetes.io/default-container": RUNTIME_CONTAINER,
             },
         },
-        "spec": _pod_spec(md, plan_model_delivery(spec.model.uri, spec.model.download_size_limit), options),
+        "spec": _pod_spec(
+            md, plan_model_delivery(spec.model.uri, spec.model.download_size_limit), plan_access(spec.access), options
+        ),
     }
     template["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION] = content_hash(template)
     return template
@@ -100,10 +98,12 @@ def template_hash(obj: Mapping[str, Any] | None) -> str | None:
     return annotations.get(TEMPLATE_HASH_ANNOTATION)
 
 
-def _pod_spec(md: ModelDeployment, delivery: ModelDelivery, options: BuildOptions) -> dict[str, Any]:
+def _pod_spec(
+    md: ModelDeployment, delivery: ModelDelivery, access: AccessPlan, options: BuildOptions
+) -> dict[str, Any]:
     spec = md.spec
     image = spec.runtime.image or options.default_runtime_image
-    volumes = [{"name": "tmp", "emptyDir": {}}, *delivery.volumes]
+    volumes = [{"name": "tmp", "emptyDir": {}}, *delivery.volumes, *access.volumes]
     if spec.gpu.shared_memory is not None:
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": str(spec.gpu.shared_memory)}})
     pod: dict[str, Any] = {
@@ -118,7 +118,7 @@ def _pod_spec(md: ModelDeployment, delivery: ModelDelivery, options: BuildOption
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_PERIOD_SECONDS,
-        "containers": [_runtime_container(md, delivery, image)],
+        "containers": [_runtime_container(md, delivery, access, image)],
         "volumes": volumes,
     }
     if delivery.fetch_uri is not None:
@@ -151,9 +151,9 @@ def _container_security_context() -> dict[str, Any]:
     }
 
 
-def _runtime_container(md: ModelDeployment, delivery: ModelDelivery, image: str) -> dict[str, Any]:
+def _runtime_container(md: ModelDeployment, delivery: ModelDelivery, access: AccessPlan, image: str) -> dict[str, Any]:
     spec = md.spec
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}, *(dict(mount) for mount in delivery.mounts)]
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}, *(dict(mount) for mount in delivery.mounts), *access.mounts]
     if spec.gpu.shared_memory is not None:
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     container: dict[str, Any] = {
@@ -161,16 +161,17 @@ def _runtime_container(md: ModelDeployment, delivery: ModelDelivery, image: str)
         "image": image,
         "imagePullPolicy": spec.runtime.image_pull_policy,
         "command": [*RUNTIME_COMMAND, "serve"],
-        "env": _runtime_env(md, delivery),
+        "env": _runtime_env(md, delivery, access),
         "ports": [{"name": RUNTIME_PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
         "startupProbe": _http_probe(
             READY_PATH,
+            access.scheme,
             period=STARTUP_PROBE_PERIOD_SECONDS,
             timeout=5,
             failures=math.ceil(spec.runtime.startup_timeout_seconds / STARTUP_PROBE_PERIOD_SECONDS),
         ),
-        "readinessProbe": _http_probe(READY_PATH, period=5, timeout=3, failures=3),
-        "livenessProbe": _http_probe(LIVE_PATH, period=10, timeout=5, failures=6),
+        "readinessProbe": _http_probe(READY_PATH, access.scheme, period=5, timeout=3, failures=3),
+        "livenessProbe": _http_probe(LIVE_PATH, access.scheme, period=10, timeout=5, failures=6),
         "resources": _resources(spec),
         "securityContext": _container_security_context(),
         # An empty termination message falls back to the log tail, so crash reasons reach the status.
@@ -208,7 +209,7 @@ def _fetch_container(md: ModelDeployment, delivery: ModelDelivery, image: str) -
     }
 
 
-def _runtime_env(md: ModelDeployment, delivery: ModelDelivery) -> list[dict[str, Any]]:
+def _runtime_env(md: ModelDeployment, delivery: ModelDelivery, access: AccessPlan) -> list[dict[str, Any]]:
     spec = md.spec
     settings: dict[str, str | None] = {
         "MODELDEPLOY_MODEL_NAME": md.model_name,
@@ -227,9 +228,15 @@ def _runtime_env(md: ModelDeployment, delivery: ModelDelivery) -> list[dict[str,
     }
     env: dict[str, dict[str, Any]] = {
         name: {"name": name, "value": value}
-        for name, value in {**settings, **RUNTIME_ENV_DEFAULTS}.items()
+        for name, value in {**settings, **access.env, **RUNTIME_ENV_DEFAULTS}.items()
         if value is not None
     }
+    if "memory" in spec.runtime.resources.limits:
+        # The runtime sizes the request bytes it holds at once from it (its intake budget).
+        env["MODELDEPLOY_MEMORY_LIMIT_BYTES"] = {
+            "name": "MODELDEPLOY_MEMORY_LIMIT_BYTES",
+            "valueFrom": {"resourceFieldRef": {"containerName": RUNTIME_CONTAINER, "resource": "limits.memory"}},
+        }
     for user_var in spec.runtime.env:  # may change RUNTIME_ENV_DEFAULTS; the schema refuses our other names
         env[user_var.name] = user_var.model_dump(by_alias=True, exclude_none=True)
     return list(env.values())
@@ -240,9 +247,9 @@ def _optional(value: int | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _http_probe(path: str, *, period: int, timeout: int, failures: int) -> dict[str, Any]:
+def _http_probe(path: str, scheme: str, *, period: int, timeout: int, failures: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": RUNTIME_PORT_NAME, "scheme": "HTTP"},
+        "httpGet": {"path": path, "port": RUNTIME_PORT_NAME, "scheme": scheme},
         "periodSeconds": period,
         "timeoutSeconds": timeout,
         "failureThreshold": failures,

@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, KIND, ModelDeploymentSpec
+from modeldeploy_operator.manifests.labels import common_labels
 
 
 class InvalidSpecError(ValueError):
@@ -38,6 +39,15 @@ class ModelDeployment:
     @property
     def model_name(self) -> str:
         return self.spec.model.name or self.name
+
+    def child_metadata(self) -> dict[str, Any]:
+        """Name, namespace, labels and owner of every child: named after its ModelDeployment, collected with it."""
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "labels": common_labels(self.name, self.model_name),
+            "ownerReferences": [self.owner_reference()],
+        }
 
     def owner_reference(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from modeldeploy_operator.manifests.labels import common_labels, selector_labels
+from modeldeploy_operator.manifests.labels import selector_labels
 from modeldeploy_operator.manifests.model import ModelDeployment
 
 RUNTIME_PORT_NAME = "http"
@@ -12,12 +12,7 @@ def build_service(md: ModelDeployment) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": md.name,
-            "namespace": md.namespace,
-            "labels": common_labels(md.name, md.model_name),
-            "ownerReferences": [md.owner_reference()],
-        },
+        "metadata": md.child_metadata(),
         "spec": {
             "type": md.spec.service.type,
             "selector": selector_labels(md.name),
@@ -27,7 +22,7 @@ def build_service(md: ModelDeployment) -> dict[str, Any]:
                     "port": md.spec.service.port,
                     "targetPort": RUNTIME_PORT_NAME,
                     "protocol": "TCP",
-                    "appProtocol": "http",
+                    "appProtocol": "https" if md.spec.access.tls else "http",
                 }
             ],
         },
@@ -37,4 +32,5 @@ def build_service(md: ModelDeployment) -> dict[str, Any]:
 def service_url(md: ModelDeployment) -> str:
     port = md.spec.service.port
     host = f"{md.name}.{md.namespace}.svc.cluster.local"
-    return f"http://{host}" if port == 80 else f"http://{host}:{port}"
+    scheme, default_port = ("https", 443) if md.spec.access.tls else ("http", 80)
+    return f"{scheme}://{host}" if port == default_port else f"{scheme}://{host}:{port}"

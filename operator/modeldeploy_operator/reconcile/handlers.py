@@ -1,8 +1,9 @@
 """kopf handlers: thin. They read from the watches' indexes, call the one reconcile, and report.
 
 - The ModelDeployment's create/update/resume handlers reconcile with retries and backoff.
-- Events of the children (Deployment, Service, Pods) reconcile their owner: a deleted Service or an edited
-  Deployment is restored at once, and the status follows the pods without any edit of the ModelDeployment.
+- Events of the children (Deployment, Service, NetworkPolicy, Pods) reconcile their owner: a deleted Service or
+  an edited Deployment is restored at once, and the status follows the pods without any edit of the
+  ModelDeployment.
 - A resync re-checks every ModelDeployment from the indexes every resync period: the backstop for a missed
   event or a write that failed, without the finalizer per object that kopf timers would add.
 """
@@ -28,7 +29,14 @@ from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-INDEXES = ("modeldeployments", "owned_deployments", "owned_services", "owned_pods", "autoscaled_deployments")
+INDEXES = (
+    "modeldeployments",
+    "owned_deployments",
+    "owned_services",
+    "owned_network_policies",
+    "owned_pods",
+    "autoscaled_deployments",
+)
 OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
 # For errors kopf does not classify; ours carry their own delay (TemporaryError) or stop (PermanentError).
 RETRY_BACKOFF_SECONDS = 10
@@ -102,6 +110,7 @@ def children_of(key: Key, indexes: Mapping[str, Any]) -> Children:
     return Children(
         deployment=_only(indexes["owned_deployments"].get(key)),
         service=_only(indexes["owned_services"].get(key)),
+        network_policy=_only(indexes["owned_network_policies"].get(key)),
         pods=list(indexes["owned_pods"].get(key) or []),
         deployment_autoscaled=key in indexes["autoscaled_deployments"],
     )
@@ -121,6 +130,12 @@ def register(
 
     @kopf.index("v1", "services", labels=OWNED, registry=registry, id="owned_services")
     def owned_services(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
+        key = _owner_key(namespace, body)
+        return {key: _snapshot(body)} if key else None
+
+    @kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=OWNED, registry=registry,
+                id="owned_network_policies")  # fmt: skip
+    def owned_network_policies(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
         key = _owner_key(namespace, body)
         return {key: _snapshot(body)} if key else None
 
@@ -150,6 +165,9 @@ def register(
 
     @kopf.on.event("apps", "v1", "deployments", labels=OWNED, registry=registry, id="deployment_changed")
     @kopf.on.event("v1", "services", labels=OWNED, registry=registry, id="service_changed")
+    @kopf.on.event(
+        "networking.k8s.io", "v1", "networkpolicies", labels=OWNED, registry=registry, id="network_policy_changed"
+    )
     @kopf.on.event("v1", "pods", labels=OWNED, registry=registry, id="pod_changed")
     async def child_changed(*, type: str, namespace: str | None, body: kopf.Body, **kwargs: Any) -> None:
         ref = _controller_ref(body)

@@ -16,7 +16,13 @@ import kopf
 
 from modeldeploy_operator import metrics
 from modeldeploy_operator.kube import KubeApi, RejectedError, TransientError
-from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_service, service_url
+from modeldeploy_operator.manifests import (
+    ModelDeployment,
+    build_deployment,
+    build_network_policy,
+    build_service,
+    service_url,
+)
 from modeldeploy_operator.manifests.deployment import BuildOptions, template_hash
 from modeldeploy_operator.manifests.labels import selector_labels, selector_string
 from modeldeploy_operator.manifests.model import InvalidSpecError
@@ -45,6 +51,7 @@ class Children:
 
     deployment: dict[str, Any] | None = None
     service: dict[str, Any] | None = None
+    network_policy: dict[str, Any] | None = None
     pods: list[dict[str, Any]] = field(default_factory=list)
     deployment_autoscaled: bool = False  # an HPA targets the Deployment directly
 
@@ -61,9 +68,10 @@ class DeploymentPlan:
 
 
 class Reconciler:
-    def __init__(self, api: KubeApi, default_runtime_image: str) -> None:
+    def __init__(self, api: KubeApi, default_runtime_image: str, metrics_scraper_namespace: str) -> None:
         self._api = api
         self._default_runtime_image = default_runtime_image
+        self._metrics_scraper_namespace = metrics_scraper_namespace
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._own_writes = OwnWrites()
 
@@ -97,6 +105,7 @@ class Reconciler:
         live = {
             "Deployment": self._own_writes.freshest(uid, "Deployment", children.deployment),
             "Service": self._own_writes.freshest(uid, "Service", children.service),
+            "NetworkPolicy": self._own_writes.freshest(uid, "NetworkPolicy", children.network_policy),
         }
         desired_replicas = md.spec.replicas
         if children.deployment_autoscaled and live["Deployment"]:
@@ -104,7 +113,8 @@ class Reconciler:
         kind = "Deployment"
         try:
             plan = await self._plan_deployment(body, md, options, desired_replicas, live["Deployment"], children.pods)
-            for manifest in (stamp(plan.manifest), stamp(build_service(md))):
+            desired = (plan.manifest, build_service(md), build_network_policy(md, self._metrics_scraper_namespace))
+            for manifest in map(stamp, desired):
                 kind = manifest["kind"]
                 reason = needs_apply(manifest, live[kind])
                 if reason is None:

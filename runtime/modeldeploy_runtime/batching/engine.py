@@ -8,6 +8,10 @@ waits at most `max_delay_s` for requests that are already admitted and on their 
 that may not come (a lone client pays no batching delay). The model runs in `workers` threads of its own
 (only calls too cheap to hand off run on the event loop), so the loop keeps serving while torch computes
 (torch releases the GIL).
+
+A batch of several requests that fails is run again one request at a time, so only the request that makes the
+model raise gets the error, not every client it was batched with. A model call that runs longer than the
+request timeout is reported by `longest_running_s`: liveness fails on it (a wedged GPU never returns).
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ class BatchObserver(Protocol):
     def observe_queue_wait(self, wait_s: float) -> None: ...
 
 
+class _BatchDimensionMissing(InferenceFailed):
+    """The model's outputs do not split back by request: a fault of the model, not of one request."""
+
+
 @dataclass(eq=False)
 class _Queued:
     inputs: Sequence[torch.Tensor]
@@ -58,6 +66,18 @@ class _Queued:
     signature: Hashable
     future: asyncio.Future[list[torch.Tensor]]
     enqueued_at: float = field(default_factory=time.perf_counter)
+
+    def resolve(self, outputs: list[torch.Tensor]) -> None:
+        if not self.future.done():
+            self.future.set_result(outputs)
+
+    def resolve_with_error(self, error: Exception) -> None:
+        if self.future.done():
+            return
+        if not isinstance(error, ServingError):
+            _log.error("model call failed", exc_info=error)
+            error = InferenceFailed("the model failed on this request; the server log has the details")
+        self.future.set_exception(error)
 
 
 class Slot:
@@ -115,7 +135,8 @@ class DynamicBatcher:
         # The collector forms a batch only when a worker is free: requests keep piling up meanwhile, so
         # batches fill under load instead of being cut early.
         self._free_workers = asyncio.Semaphore(workers)
-        self._running: set[asyncio.Task[None]] = set()
+        # Each running batch and when its model call started.
+        self._running: dict[asyncio.Task[None], float] = {}
         self._collector: asyncio.Task[None] | None = None
         # Smoothed seconds per model call, by batch size rounded up to a power of two.
         self._call_cost: dict[int, float] = {}
@@ -129,6 +150,12 @@ class DynamicBatcher:
         """Admitted requests not yet answered: arriving, queued or running."""
         return self._arriving + self._awaiting
 
+    def longest_running_s(self) -> float:
+        """How long the oldest model call still running has been at it; 0 when none runs."""
+        if not self._running:
+            return 0.0
+        return time.perf_counter() - min(self._running.values())
+
     def start(self) -> None:
         self._collector = asyncio.get_running_loop().create_task(self._collect_forever(), name="batcher")
 
@@ -138,7 +165,7 @@ class DynamicBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._collector
         if self._running:
-            await asyncio.wait(self._running)
+            await asyncio.wait(list(self._running))
         for queued in self._queue:
             if not queued.future.done():
                 queued.future.set_exception(Overloaded("server is shutting down"))
@@ -148,11 +175,15 @@ class DynamicBatcher:
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
-    @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[Slot]:
-        """Reserves room for one request or raises Overloaded; call it before reading the request body."""
+    def check_room(self) -> None:
+        """Raises Overloaded when the queue is full: lets a caller refuse before doing any work."""
         if self._arriving + len(self._queue) >= self._max_queue_size:
             raise Overloaded(f"queue is full ({self._max_queue_size} requests waiting); retry after a short delay")
+
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[Slot]:
+        """Reserves room for one request (decoded next, then queued) or raises Overloaded."""
+        self.check_room()
         slot = Slot(self, time.perf_counter() + self._request_timeout_s)
         self._arriving += 1
         self._idle.clear()
@@ -213,11 +244,11 @@ class DynamicBatcher:
                 self._free_workers.release()
                 continue
             task = loop.create_task(self._execute(batch))
-            self._running.add(task)
+            self._running[task] = time.perf_counter()
             task.add_done_callback(self._batch_done)
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+        self._running.pop(task, None)
         self._free_workers.release()
 
     async def _collect_batch(self) -> list[_Queued]:
@@ -275,25 +306,32 @@ class DynamicBatcher:
                 results, seconds = await asyncio.get_running_loop().run_in_executor(
                     self._executor, self._run_split, requests
                 )
-        except ServingError as error:
-            self._fail(batch, error)
-            return
         except Exception as error:
-            _log.exception("batch of %d requests failed", len(batch))
-            self._fail(batch, InferenceFailed(f"{error.__class__.__name__}: {error}"))
+            if len(batch) > 1 and not isinstance(error, _BatchDimensionMissing):
+                await self._execute_apart(batch)
+                return
+            for queued in batch:  # one request, or a fault of the model that no request alone causes
+                queued.resolve_with_error(error)
             return
         for queued, outputs in zip(batch, results, strict=True):
-            if not queued.future.done():
-                queued.future.set_result(outputs)
+            queued.resolve(outputs)
         previous = self._call_cost.get(size_class, seconds)
         self._call_cost[size_class] = previous + _COST_SMOOTHING * (seconds - previous)
         self._observer.observe_batch(size, seconds)
 
-    @staticmethod
-    def _fail(batch: list[_Queued], error: ServingError) -> None:
+    async def _execute_apart(self, batch: list[_Queued]) -> None:
+        """Runs each request of a failed batch alone: the one that makes the model raise gets the error."""
+        loop = asyncio.get_running_loop()
         for queued in batch:
-            if not queued.future.done():
-                queued.future.set_exception(error)
+            if queued.future.done():
+                continue
+            try:
+                results, seconds = await loop.run_in_executor(self._executor, self._run_split, [queued.inputs])
+            except Exception as error:
+                queued.resolve_with_error(error)
+                continue
+            queued.resolve(results[0])
+            self._observer.observe_batch(queued.size, seconds)
 
     def _run_split(self, requests: list[Sequence[torch.Tensor]]) -> tuple[list[list[torch.Tensor]], float]:
         """Stacks along dim 0, runs once, hands each request its own rows; also returns the seconds taken."""
@@ -306,7 +344,7 @@ class DynamicBatcher:
         total = sum(sizes)
         for index, output in enumerate(outputs):
             if output.dim() == 0 or output.shape[0] != total:
-                raise InferenceFailed(
+                raise _BatchDimensionMissing(
                     f"output {index} has shape {tuple(output.shape)}, but a batch of {total} needs the batch "
                     "first; declare a fixed first dimension in the model metadata to turn batching off"
                 )

@@ -33,13 +33,26 @@ def _open_archive(path: Path) -> zipfile.ZipFile:
         ) from error
 
 
-def _members_by_relative_path(archive: zipfile.ZipFile) -> dict[str, str]:
-    """Maps paths below the archive's single root folder to full member names."""
-    members = {}
+def _members_by_relative_path(archive: zipfile.ZipFile, path: Path) -> dict[str, str]:
+    """Maps paths below the archive's single root folder to full member names.
+
+    Refuses what torch and this check could read differently: duplicate names (zipfile reads the last, a
+    reader may take the first), several root folders (torch reads one of them, this check would mix them),
+    members outside any folder, and names that climb out with `..` or start at `/`.
+    """
+    members: dict[str, str] = {}
+    roots = set()
     for name in archive.namelist():
         parts = PurePosixPath(name).parts
-        if len(parts) >= 2:
-            members["/".join(parts[1:])] = name
+        if len(parts) < 2 or name.startswith("/") or ".." in parts:
+            raise ModelLoadError(f"{path}: member {name!r} is not inside the archive's root folder")
+        relative = "/".join(parts[1:])
+        if relative in members:
+            raise ModelLoadError(f"{path}: member {name!r} appears more than once (or under two root folders)")
+        roots.add(parts[0])
+        members[relative] = name
+    if len(roots) > 1:
+        raise ModelLoadError(f"{path} has several root folders ({', '.join(sorted(roots))}); a model archive has one")
     return members
 
 
@@ -47,7 +60,7 @@ def detect_format(path: Path) -> ModelFormat:
     if path.is_dir():
         return ModelFormat.HUGGINGFACE
     with _open_archive(path) as archive:
-        members = _members_by_relative_path(archive)
+        members = _members_by_relative_path(archive, path)
         if pt2.ARCHIVE_FORMAT_PATH in members:
             return ModelFormat.EXPORTED_PROGRAM
         if "data.pkl" in members and any(member.startswith("code/") for member in members):
@@ -61,7 +74,7 @@ def detect_format(path: Path) -> ModelFormat:
 def check_exported_program_archive(path: Path) -> None:
     """Raises ModelLoadError unless every pickled member passes the weights-only unpickler."""
     with _open_archive(path) as archive:
-        members = _members_by_relative_path(archive)
+        members = _members_by_relative_path(archive, path)
         if pt2.ARCHIVE_FORMAT_PATH not in members:
             raise ModelLoadError(f"{path} is not a .pt2 archive written by torch.export.save")
         for relative, name in members.items():

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from modeldeploy_runtime.errors import InferenceFailed
+from modeldeploy_runtime.errors import InferenceFailed, InvalidInput, ServingError, client_safe
 from modeldeploy_runtime.model.metadata import ModelMetadata
 
 _log = logging.getLogger(__name__)
@@ -32,8 +32,21 @@ class ServableModel:
             try:
                 result = self.forward(*model_inputs)
             except Exception as error:
-                raise InferenceFailed(f"model raised {error.__class__.__name__}: {error}") from error
+                raise self._client_error(error) from error
             return [self._to_client(index, tensor) for index, tensor in enumerate(self._flatten(result))]
+
+    def _client_error(self, error: Exception) -> ServingError:
+        """What the client learns when the model raises: the last line of its message, never the traceback.
+
+        A model without declared metadata had its input checked by nobody else: the model refusing it is the
+        client's error (a wrong shape, say). A model with declared metadata got an input that fits the
+        declaration, so its failure is the server's.
+        """
+        _log.info("model %s raised on a request", self.name, exc_info=error)
+        reason = client_safe(str(error)) or error.__class__.__name__
+        if not self.metadata.declared:
+            return InvalidInput(f"the model rejected the input: {reason}")
+        return InferenceFailed(f"the model failed on this input: {reason}")
 
     def warm_up(self, batch_sizes: Sequence[int]) -> bool:
         """Runs zero inputs of the declared shapes; False when the shapes are not declared well enough."""

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modeldeploy_runtime.access.audit import request_record
 from modeldeploy_runtime.errors import ServingError
 from modeldeploy_runtime.protocol.errors import serving_error_response, unexpected_error_response
 from modeldeploy_runtime.protocol.v1 import predict_v1
@@ -41,13 +42,16 @@ class InferenceFastPath:
             await self._app(scope, receive, send)
             return
         model_name, protocol, handler = matched
+        record = request_record(scope)
+        if record is not None:
+            record.model, record.protocol = model_name, protocol
         started = time.perf_counter()
         try:
             response = await handler(self._service, model_name, Request(scope, receive))
         except ServingError as error:
-            response = serving_error_response(error)
-        except Exception as error:
-            response = unexpected_error_response(error)
+            response = serving_error_response(error, scope["path"])
+        except Exception:
+            response = unexpected_error_response(scope["path"])
         try:
             await response(scope, receive, send)
         finally:

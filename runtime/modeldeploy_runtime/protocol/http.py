@@ -1,48 +1,49 @@
-"""HTTP plumbing shared by the protocols: capped body reading and fast JSON replies."""
+"""HTTP plumbing shared by the protocols: the body as a stream of chunks, header numbers, fast JSON replies."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from functools import partial
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
-import torch
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from modeldeploy_runtime.errors import ClientDisconnected, InvalidInput, PayloadTooLarge, ServingError
-from modeldeploy_runtime.model.servable import ServableModel
+from modeldeploy_runtime.errors import ClientDisconnected, InvalidInput, ServingError
+from modeldeploy_runtime.protocol.errors import serving_error_response, unexpected_error_response
 from modeldeploy_runtime.service import InferenceService
 
 JSON_MEDIA_TYPE = "application/json"
-Decoded = TypeVar("Decoded")
-# Turns a body into what the protocol keeps for its answer, and the model's inputs.
-Decoder = Callable[[bytes, Request, ServableModel], tuple[Decoded, list[torch.Tensor]]]
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
-async def read_capped_body(request: Request, cap_bytes: int) -> bytes:
-    """Refuses a declared oversize body before reading it, and a chunked one as soon as it passes the cap."""
+def parse_byte_count(value: str) -> int | None:
+    """A header's byte count, or None when it is not a plain decimal number.
+
+    `str.isdigit` alone accepts digits `int` refuses (superscripts: b'\\xb2'); only ASCII digits count.
+    """
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def declared_length(request: Request) -> int | None:
+    """The body's Content-Length, None for a chunked body; InvalidInput when it is not a number."""
     declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InvalidInput(f"Content-Length header {declared!r} is not a number of bytes")
-        if int(declared) > cap_bytes:
-            raise PayloadTooLarge(cap_bytes)
-    chunks = []
-    received = 0
+    if declared is None:
+        return None
+    length = parse_byte_count(declared)
+    if length is None:
+        raise InvalidInput(f"Content-Length header {declared!r} is not a number of bytes")
+    return length
+
+
+async def body_chunks(request: Request) -> AsyncIterator[bytes]:
     try:
         async for chunk in request.stream():
-            received += len(chunk)
-            if received > cap_bytes:
-                raise PayloadTooLarge(cap_bytes)
-            chunks.append(chunk)
+            if chunk:
+                yield chunk
     except ClientDisconnect:
         raise ClientDisconnected("client closed the connection while sending the body") from None
-    return b"".join(chunks)
 
 
 def parse_json(raw: bytes | bytearray | memoryview, what: str) -> Any:
@@ -62,36 +63,17 @@ async def wait_for_disconnect(request: Request) -> None:
         pass
 
 
-async def infer_admitted(
-    service: InferenceService, model_name: str, request: Request, decode: Decoder[Decoded]
-) -> tuple[ServableModel, Decoded, list[torch.Tensor]]:
-    """Every protocol's inference: admit (or refuse) before reading the body, decode, run, wait."""
-    async with service.admit(model_name) as (model, slot):
-        body = await read_capped_body(request, service.settings.max_payload_bytes)
-        decoded, inputs = decode(body, request, model)
-        outputs = await slot.infer(inputs, partial(wait_for_disconnect, request))
-    return model, decoded, outputs
-
-
-@dataclass(frozen=True)
-class ErrorRendering:
-    """How one protocol answers a domain error, and a bug (protocol/errors.py holds both)."""
-
-    serving: Callable[[ServingError], Response]
-    unexpected: Callable[[Exception], Response]
-
-
 async def observed(
-    service: InferenceService, protocol: str, handle: Callable[[], Awaitable[Response]], errors: ErrorRendering
+    service: InferenceService, protocol: str, request: Request, handle: Callable[[], Awaitable[Response]]
 ) -> Response:
-    """Runs a route that is not on the fast path: errors rendered by the protocol, the request counted and timed
-    (a stream until its headers)."""
+    """Runs a route that is not on the fast path: errors in the shape of the request's protocol
+    (protocol/errors.py), the request counted and timed (a stream until its headers)."""
     started = time.perf_counter()
     try:
         response = await handle()
     except ServingError as error:
-        response = errors.serving(error)
-    except Exception as error:
-        response = errors.unexpected(error)
+        response = serving_error_response(error, request.url.path)
+    except Exception:
+        response = unexpected_error_response(request.url.path)
     service.metrics.observe_request(service.name, protocol, response.status_code, time.perf_counter() - started)
     return response

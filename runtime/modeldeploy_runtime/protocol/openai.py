@@ -21,8 +21,8 @@ from starlette.responses import Response, StreamingResponse
 from modeldeploy_runtime.errors import ServingError
 from modeldeploy_runtime.generation import GeneratedSequence, GenerationEngine
 from modeldeploy_runtime.generation.consume import Completion, complete, merge
-from modeldeploy_runtime.protocol.errors import openai_error_response, openai_unexpected_error_response
-from modeldeploy_runtime.protocol.http import ErrorRendering, json_response, observed, wait_for_disconnect
+from modeldeploy_runtime.protocol.errors import serving_error_response
+from modeldeploy_runtime.protocol.http import json_response, observed, wait_for_disconnect
 from modeldeploy_runtime.protocol.openapi import request_body
 from modeldeploy_runtime.protocol.text_request import SamplingFields, StrictModel, parse_text_request
 from modeldeploy_runtime.service import InferenceService
@@ -30,7 +30,6 @@ from modeldeploy_runtime.service import InferenceService
 PROTOCOL = "openai"
 SSE_MEDIA_TYPE = "text/event-stream"
 _MAX_CHOICES = 16
-_OPENAI_ERRORS = ErrorRendering(openai_error_response, openai_unexpected_error_response)
 
 
 class StreamOptions(StrictModel):
@@ -85,12 +84,12 @@ def openai_router(service: InferenceService) -> APIRouter:
     @router.post("/completions", openapi_extra=request_body(CompletionRequest))
     async def completions(request: Request) -> Response:
         """Text completion of one prompt or several; `stream: true` answers with server-sent events."""
-        return await observed(service, PROTOCOL, partial(_complete_text, service, request), _OPENAI_ERRORS)
+        return await observed(service, PROTOCOL, request, partial(_complete_text, service, request))
 
     @router.post("/chat/completions", openapi_extra=request_body(ChatCompletionRequest))
     async def chat_completions(request: Request) -> Response:
         """Chat: the messages go through the model's chat template; `stream: true` answers with events."""
-        return await observed(service, PROTOCOL, partial(_complete_chat, service, request), _OPENAI_ERRORS)
+        return await observed(service, PROTOCOL, request, partial(_complete_chat, service, request))
 
     return router
 
@@ -103,7 +102,7 @@ async def _complete_text(service: InferenceService, request: Request) -> Respons
     sequences = _start(engine, parsed, encoded, "prompt", parsed.max_tokens, "max_tokens")
     reply = _Reply("cmpl", "text_completion", service.name, sum(len(ids) for ids in encoded) * parsed.n)
     if parsed.stream:
-        return _event_stream(reply.text_chunks(sequences, _include_usage(parsed)))
+        return _event_stream(reply.text_chunks(sequences, _include_usage(parsed)), request.url.path)
     completions = await complete(sequences, partial(wait_for_disconnect, request))
     choices = [
         {"index": index, "text": item.text, "logprobs": None, "finish_reason": item.finish_reason}
@@ -124,7 +123,7 @@ async def _complete_chat(service: InferenceService, request: Request) -> Respons
     sequences = _start(engine, parsed, [prompt_ids], "messages", max_tokens, max_tokens_param)
     reply = _Reply("chatcmpl", "chat.completion", service.name, len(prompt_ids) * parsed.n)
     if parsed.stream:
-        return _event_stream(reply.chat_chunks(sequences, _include_usage(parsed)))
+        return _event_stream(reply.chat_chunks(sequences, _include_usage(parsed)), request.url.path)
     completions = await complete(sequences, partial(wait_for_disconnect, request))
     choices = [
         {
@@ -224,15 +223,15 @@ def _event(document: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(document) + b"\n\n"
 
 
-def _event_stream(chunks: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(_ending_with_done(chunks), media_type=SSE_MEDIA_TYPE)
+def _event_stream(chunks: AsyncIterator[bytes], path: str) -> StreamingResponse:
+    return StreamingResponse(_ending_with_done(chunks, path), media_type=SSE_MEDIA_TYPE)
 
 
-async def _ending_with_done(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _ending_with_done(chunks: AsyncIterator[bytes], path: str) -> AsyncIterator[bytes]:
     """Server-sent events ending in `data: [DONE]`; a failure after the headers is reported as an error event."""
     try:
         async for chunk in chunks:
             yield chunk
     except ServingError as error:
-        yield b"data: " + openai_error_response(error).body + b"\n\n"
+        yield b"data: " + serving_error_response(error, path).body + b"\n\n"
     yield b"data: [DONE]\n\n"

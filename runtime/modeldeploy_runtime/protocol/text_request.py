@@ -14,7 +14,8 @@ from starlette.requests import Request
 
 from modeldeploy_runtime.errors import InvalidInput
 from modeldeploy_runtime.generation import SamplingParams
-from modeldeploy_runtime.protocol.http import read_capped_body
+from modeldeploy_runtime.intake import receive_body
+from modeldeploy_runtime.protocol.http import body_chunks, declared_length
 from modeldeploy_runtime.service import InferenceService
 
 Parsed = TypeVar("Parsed", bound=BaseModel)
@@ -55,7 +56,23 @@ class SamplingFields(StrictModel):
 
 
 async def parse_text_request(request: Request, service: InferenceService, model_type: type[Parsed]) -> Parsed:
-    body = await read_capped_body(request, service.settings.max_payload_bytes)
+    """Reads the body under the same intake bounds as tensor requests (payload cap, byte budget, read deadline).
+
+    The body's charge on the byte budget ends once it is parsed: what a text request holds afterwards is its
+    tokens, which the engine's sequence and token bounds limit.
+    """
+    settings = service.settings
+    received = await receive_body(
+        body_chunks(request),
+        declared_length(request),
+        settings.max_payload_bytes,
+        service.inflight_bytes,
+        settings.body_read_timeout_s,
+    )
+    try:
+        body = received.take()
+    finally:
+        received.release()
     try:
         document = json.loads(body.decode("utf-8", "surrogateescape"))
     except json.JSONDecodeError as error:

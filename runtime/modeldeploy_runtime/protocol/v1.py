@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -9,9 +10,15 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from modeldeploy_runtime.errors import InvalidInput
+from modeldeploy_runtime.intake import off_loop_when_large
 from modeldeploy_runtime.model.metadata import Datatype, ModelMetadata, TensorSpec
-from modeldeploy_runtime.model.servable import ServableModel
-from modeldeploy_runtime.protocol.http import infer_admitted, json_response, parse_json
+from modeldeploy_runtime.protocol.http import (
+    body_chunks,
+    declared_length,
+    json_response,
+    parse_json,
+    wait_for_disconnect,
+)
 from modeldeploy_runtime.protocol.openapi import ERROR_RESPONSES, request_body
 from modeldeploy_runtime.protocol.schemas import PredictRequest, PredictResponse, V1ModelList, V1ModelStatus
 from modeldeploy_runtime.protocol.tensors import check_against_spec, tensor_from_json, tensor_to_json_data
@@ -95,11 +102,15 @@ def v1_router(service: InferenceService) -> APIRouter:
 
 
 async def predict_v1(service: InferenceService, model_name: str, request: Request) -> Response:
-    """The v1 predict handler, shared by the documented route and the ASGI fast path."""
-    max_batch_size = service.settings.max_batch_size
+    """The v1 predict sequence, shared by the documented route and the ASGI fast path."""
+    async with service.admit(model_name, body_chunks(request), declared_length(request)) as admitted:
+        body = admitted.body.take()
+        metadata = admitted.model.metadata
+        inputs = await off_loop_when_large(len(body), _decode_body, body, metadata, service.settings.max_batch_size)
+        del body  # the raw body goes; the decoded tensors stay
+        outputs = await admitted.slot.infer(inputs, partial(wait_for_disconnect, request))
+    return json_response(encode_predictions(outputs, metadata))
 
-    def decode(body: bytes, _: Request, model: ServableModel) -> tuple[None, list[torch.Tensor]]:
-        return None, decode_instances(parse_json(body, "request body"), model.metadata, max_batch_size)
 
-    model, _, outputs = await infer_admitted(service, model_name, request, decode)
-    return json_response(encode_predictions(outputs, model.metadata))
+def _decode_body(body: bytearray, metadata: ModelMetadata, max_batch_size: int) -> list[torch.Tensor]:
+    return decode_instances(parse_json(body, "request body"), metadata, max_batch_size)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import torch
+from functools import partial
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from modeldeploy_runtime import __version__
 from modeldeploy_runtime.errors import ModelNotReady
+from modeldeploy_runtime.intake import off_loop_when_large
 from modeldeploy_runtime.model.huggingface import PLATFORM as TEXT_GENERATION_PLATFORM
-from modeldeploy_runtime.model.servable import ServableModel
-from modeldeploy_runtime.protocol.http import JSON_MEDIA_TYPE, infer_admitted, json_response
+from modeldeploy_runtime.protocol.http import (
+    JSON_MEDIA_TYPE,
+    body_chunks,
+    declared_length,
+    json_response,
+    wait_for_disconnect,
+)
 from modeldeploy_runtime.protocol.openapi import ERROR_RESPONSES, request_body
 from modeldeploy_runtime.protocol.schemas import (
     InferenceRequest,
@@ -25,7 +32,6 @@ from modeldeploy_runtime.protocol.schemas import (
 from modeldeploy_runtime.protocol.v2_codec import (
     BINARY_EXTENSION,
     HEADER_LENGTH,
-    DecodedRequest,
     decode_request,
     encode_response,
 )
@@ -37,10 +43,14 @@ SERVER_NAME = "modeldeploy-runtime"
 def v2_router(service: InferenceService) -> APIRouter:
     router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
 
-    @router.get("/health/live", response_model=LiveResponse)
-    async def live() -> LiveResponse:
-        """Liveness: the process answers. The operator's liveness probe."""
-        return LiveResponse(live=True)
+    @router.get(
+        "/health/live",
+        response_model=LiveResponse,
+        responses={503: {"model": LiveResponse, "description": "A model call has hung past the request timeout."}},
+    )
+    async def live() -> Response:
+        """Liveness: the process answers and no model call has hung past the request timeout. The liveness probe."""
+        return json_response(LiveResponse(live=service.live).model_dump(), 200 if service.live else 503)
 
     @router.get(
         "/health/ready",
@@ -116,19 +126,24 @@ def v2_router(service: InferenceService) -> APIRouter:
 
 
 async def infer_v2(service: InferenceService, model_name: str, request: Request) -> Response:
-    """The v2 inference handler, shared by the documented route and the ASGI fast path."""
-    max_batch_size = service.settings.max_batch_size
+    """The v2 inference sequence, shared by the documented route and the ASGI fast path.
 
-    def decode(body: bytes, request: Request, model: ServableModel) -> tuple[DecodedRequest, list[torch.Tensor]]:
-        decoded = decode_request(body, request.headers.get(HEADER_LENGTH), model.metadata, max_batch_size)
-        return decoded, decoded.inputs
-
-    model, decoded, outputs = await infer_admitted(service, model_name, request, decode)
-    content, header_length = encode_response(model.name, decoded, outputs, model.metadata)
-    if header_length is None:
+    Access control (key, limits, audit) happened before this, in the outermost middleware.
+    """
+    async with service.admit(model_name, body_chunks(request), declared_length(request)) as admitted:
+        body = admitted.body.take()
+        metadata = admitted.model.metadata
+        header_length = request.headers.get(HEADER_LENGTH)
+        decoded = await off_loop_when_large(
+            len(body), decode_request, body, header_length, metadata, service.settings.max_batch_size
+        )
+        del body  # the raw body goes; the decoded tensors stay
+        outputs = await admitted.slot.infer(decoded.inputs, partial(wait_for_disconnect, request))
+    content, header_length_out = encode_response(admitted.model.name, decoded, outputs, metadata)
+    if header_length_out is None:
         return Response(content, media_type=JSON_MEDIA_TYPE)
     return Response(
         content,
         media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(header_length)},
+        headers={"Inference-Header-Content-Length": str(header_length_out)},
     )

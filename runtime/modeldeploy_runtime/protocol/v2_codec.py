@@ -16,7 +16,7 @@ import torch
 
 from modeldeploy_runtime.errors import InvalidInput
 from modeldeploy_runtime.model.metadata import ModelMetadata
-from modeldeploy_runtime.protocol.http import parse_json
+from modeldeploy_runtime.protocol.http import parse_byte_count, parse_json
 from modeldeploy_runtime.protocol.tensors import (
     check_against_spec,
     datatype_of,
@@ -42,7 +42,7 @@ class DecodedRequest:
 
 
 def decode_request(
-    body: bytes, header_length: str | None, metadata: ModelMetadata, max_batch_size: int
+    body: bytes | bytearray, header_length: str | None, metadata: ModelMetadata, max_batch_size: int
 ) -> DecodedRequest:
     binary = bytearray()
     if header_length is None:
@@ -63,11 +63,12 @@ def decode_request(
 
 
 def _parse_header_length(value: str, body_length: int) -> int:
-    if not value.isdigit() or int(value) > body_length:
+    length = parse_byte_count(value)
+    if length is None or length > body_length:
         raise InvalidInput(
             f"Inference-Header-Content-Length {value!r} must be a byte count within the body ({body_length})"
         )
-    return int(value)
+    return length
 
 
 def _decode_inputs(raw_inputs: Any, binary: bytearray, metadata: ModelMetadata) -> list[torch.Tensor]:

@@ -18,14 +18,12 @@ from starlette.responses import Response, StreamingResponse
 from modeldeploy_runtime.errors import ServingError
 from modeldeploy_runtime.generation import GeneratedSequence
 from modeldeploy_runtime.generation.consume import complete, merge
-from modeldeploy_runtime.protocol.errors import serving_error_response, unexpected_error_response
-from modeldeploy_runtime.protocol.http import ErrorRendering, json_response, observed, wait_for_disconnect
+from modeldeploy_runtime.protocol.http import json_response, observed, wait_for_disconnect
 from modeldeploy_runtime.protocol.openapi import ERROR_RESPONSES, request_body
 from modeldeploy_runtime.protocol.text_request import SamplingFields, StrictModel, parse_text_request
 from modeldeploy_runtime.service import InferenceService
 
 PROTOCOL = "v2"
-_V2_ERRORS = ErrorRendering(serving_error_response, unexpected_error_response)
 
 
 class GenerateRequest(StrictModel):
@@ -42,12 +40,12 @@ def v2_generate_router(service: InferenceService) -> APIRouter:
     )
     async def generate(model_name: str, request: Request) -> Response:
         """The text that follows `text_input`, whole."""
-        return await observed(service, PROTOCOL, partial(_generate, service, model_name, request, False), _V2_ERRORS)
+        return await observed(service, PROTOCOL, request, partial(_generate, service, model_name, request, False))
 
     @router.post("/models/{model_name}/generate_stream", responses=ERROR_RESPONSES)
     async def generate_stream(model_name: str, request: Request) -> Response:
         """The text that follows `text_input`, as server-sent events while it is generated."""
-        return await observed(service, PROTOCOL, partial(_generate, service, model_name, request, True), _V2_ERRORS)
+        return await observed(service, PROTOCOL, request, partial(_generate, service, model_name, request, True))
 
     return router
 

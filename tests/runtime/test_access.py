@@ -1,0 +1,293 @@
+"""Access control: every route needs a key but the probes', per-key limits, the audit log, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import ipaddress
+import json
+import socket
+import ssl
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import runtime_test_models as models
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from modeldeploy_runtime.access.audit import AUDIT_FORMAT
+from modeldeploy_runtime.access.limits import KeyLimits, Rate
+from modeldeploy_runtime.access.middleware import OPEN_PATHS
+from modeldeploy_runtime.app import create_app
+from modeldeploy_runtime.errors import RateLimited
+from modeldeploy_runtime.settings import ServeSettings
+from runtime_server import RuntimeServer
+from starlette.routing import BaseRoute, Route
+
+ALICE_KEY = "md-alice-0123456789abcdef"
+BOB_KEY = "md-bob-fedcba9876543210"
+AUDIT_FIELDS = [
+    "format", "time", "request_id", "key_owner", "model", "protocol", "method", "route", "status",
+    "latency_ms", "request_bytes", "response_bytes", "tokens", "client",
+]  # fmt: skip
+MLP_BODY = {
+    "inputs": [
+        {"name": "features", "datatype": "FP32", "shape": [1, models.MLP_FEATURES], "data": [0.5] * models.MLP_FEATURES}
+    ]
+}
+
+
+def write_key(folder: Path, owner: str, key: str) -> None:
+    (folder / owner).write_text(hashlib.sha256(key.encode()).hexdigest() + "\n")
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def audit_lines(server: RuntimeServer) -> list[dict[str, object]]:
+    return [json.loads(line) for line in server.log().splitlines() if line.startswith('{"format":')]
+
+
+@pytest.fixture(scope="module")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("keys")
+    write_key(folder, "alice", ALICE_KEY)
+    write_key(folder, "bob", BOB_KEY)
+    (folder / "..data").mkdir()  # kubelet's own bookkeeping in a mounted Secret: not an entry
+    return folder
+
+
+@pytest.fixture(scope="module")
+def keyed_server(mlp: tuple[Path, object], model_dir: Path, keys_dir: Path) -> Iterator[RuntimeServer]:
+    server = RuntimeServer(
+        mlp[0], model_dir / "keyed.log",
+        "--api-keys-dir", str(keys_dir), "--api-keys-reload-s", "0.2",
+        "--key-requests-per-second", "2", "--key-requests-burst", "5",
+        model_name="mlp",
+    )  # fmt: skip
+    server.wait_ready()
+    yield server
+    server.terminate()
+
+
+def every_route(routes: Iterable[BaseRoute]) -> Iterator[tuple[str, Iterable[str] | None]]:
+    """(path, methods) of every route, through included routers (FastAPI keeps theirs behind a wrapper)."""
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is not None:
+            yield from ((context.path, context.methods) for context in contexts())
+        else:
+            assert isinstance(route, Route), route
+            yield route.path, route.methods
+
+
+async def test_every_route_refuses_a_call_without_a_key_but_the_open_ones(tmp_path: Path) -> None:
+    """Walks the app's routes (and the inference fast path, and a route nobody declared): all need a key."""
+    write_key(tmp_path, "alice", ALICE_KEY)
+    app = create_app(ServeSettings(model_name="mlp", model_path=Path("unused.pt"), api_keys_dir=tmp_path))
+    calls = [("GET", "/no/such/route")]
+    for path, methods in every_route(app.routes):
+        path = path.replace("{model_name}", "mlp")
+        calls += [(method, path) for method in sorted(methods or ["GET"]) if method != "HEAD"]
+    documented = {path.replace("{model_name}", "mlp") for path in app.openapi()["paths"]}
+    assert documented <= {path for _, path in calls}, "the walk missed routes"
+    assert {path for _, path in calls} >= OPEN_PATHS
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://runtime") as client:
+        for method, path in calls:
+            for headers in ({}, bearer("wrong"), {"Authorization": "Basic YWxpY2U6eA=="}):
+                response = await client.request(method, path, headers=headers)
+                if path in OPEN_PATHS:
+                    assert response.status_code != 401, (method, path)
+                    continue
+                assert response.status_code == 401, (method, path, headers)
+                assert response.headers["www-authenticate"] == "Bearer"
+                assert "API key" in response.json()["error"]
+            response = await client.request(method, path, headers=bearer(ALICE_KEY))
+            assert response.status_code != 401, (method, path)
+
+
+async def test_openai_routes_answer_401_in_openai_error_shape(tmp_path: Path) -> None:
+    app = create_app(ServeSettings(model_name="mlp", model_path=Path("unused.pt"), api_keys_dir=tmp_path))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://runtime") as client:
+        response = await client.post("/v1/chat/completions", json={})
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {
+            "message": "a valid API key is required: send it as 'Authorization: Bearer <key>'",
+            "type": "authentication_error",
+            "param": None,
+            "code": None,
+        }
+    }
+
+
+def test_a_valid_key_is_served_and_audited_without_the_key(keyed_server: RuntimeServer) -> None:
+    refused = httpx.post(keyed_server.infer_url, json=MLP_BODY, headers=bearer("nope"), timeout=10.0)
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == "Bearer"
+    body = json.dumps(MLP_BODY).encode()
+    headers = {**bearer(BOB_KEY), "X-Request-Id": "trace-42", "Content-Type": "application/json"}
+    answered = httpx.post(keyed_server.infer_url, content=body, headers=headers, timeout=10.0)
+    assert answered.status_code == 200
+    assert answered.headers["x-request-id"] == "trace-42"
+    generated = httpx.get(f"{keyed_server.url}/v2/models/mlp", headers=bearer(BOB_KEY), timeout=10.0)
+    assert len(generated.headers["x-request-id"]) == 32
+    probe = httpx.get(f"{keyed_server.url}/v2/health/ready", timeout=10.0)
+    assert probe.status_code == 200
+
+    deadline = time.monotonic() + 10
+    while len(lines := audit_lines(keyed_server)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    by_id = {line["request_id"]: line for line in lines}
+    line = by_id["trace-42"]
+    assert list(line) == AUDIT_FIELDS
+    assert line["format"] == AUDIT_FORMAT
+    assert line["key_owner"] == "bob"
+    assert (line["model"], line["protocol"], line["method"]) == ("mlp", "v2", "POST")
+    assert (line["route"], line["status"], line["client"]) == ("/v2/models/mlp/infer", 200, "127.0.0.1")
+    assert line["request_bytes"] == len(body)
+    assert line["response_bytes"] == len(answered.content)
+    assert line["tokens"] is None and isinstance(line["latency_ms"], float)
+    parsed = datetime.datetime.fromisoformat(str(line["time"]))
+    assert parsed.tzinfo is not None
+    assert [entry["status"] for entry in lines if entry["key_owner"] is None] == [401]  # refused calls too
+    assert "/v2/health/ready" not in {entry["route"] for entry in lines}  # probes are not audited
+    assert ALICE_KEY not in keyed_server.log() and BOB_KEY not in keyed_server.log()
+
+
+def test_one_noisy_key_is_limited_and_the_others_are_not(keyed_server: RuntimeServer) -> None:
+    async def hammer() -> tuple[list[httpx.Response], list[httpx.Response]]:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            noisy = await asyncio.gather(
+                *(client.post(keyed_server.infer_url, json=MLP_BODY, headers=bearer(ALICE_KEY)) for _ in range(30))
+            )
+            quiet = [await client.post(keyed_server.infer_url, json=MLP_BODY, headers=bearer(BOB_KEY))]
+            return noisy, quiet
+
+    noisy, quiet = asyncio.run(hammer())
+    codes = [response.status_code for response in noisy]
+    assert set(codes) == {200, 429}, codes
+    assert codes.count(200) <= 5 + 2  # the burst, plus what refilled meanwhile
+    refused = next(response for response in noisy if response.status_code == 429)
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "requestsPerSecond" in refused.json()["error"] and "alice" in refused.json()["error"]
+    assert [response.status_code for response in quiet] == [200]
+    deadline = time.monotonic() + 10
+    while not (limited := [line for line in audit_lines(keyed_server) if line["status"] == 429]):
+        assert time.monotonic() < deadline, "no audit line for the refused requests"
+        time.sleep(0.05)
+    assert {line["key_owner"] for line in limited} == {"alice"}  # a limited request is audited under its key
+
+
+def test_keys_rotate_without_a_restart(keyed_server: RuntimeServer, keys_dir: Path) -> None:
+    rotated = "md-alice-rotated-key-0001"
+    write_key(keys_dir, "alice-2", rotated)
+    (keys_dir / "alice").unlink()
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{keyed_server.url}/v2", headers=bearer(rotated), timeout=5.0).status_code == 401:
+        assert time.monotonic() < deadline, "the new key was never accepted"
+        time.sleep(0.1)
+    assert httpx.get(f"{keyed_server.url}/v2", headers=bearer(ALICE_KEY), timeout=5.0).status_code == 401
+    assert httpx.get(f"{keyed_server.url}/v2", headers=bearer(BOB_KEY), timeout=5.0).status_code == 200
+
+
+def test_tokens_per_minute_are_charged_after_the_fact_and_named_when_over() -> None:
+    limits = KeyLimits(requests=None, tokens=Rate("tokensPerMinute", 100 / 60, 100))
+    limits.admit_request("carol")
+    limits.charge_tokens("carol", 150)  # one long answer: the key is in debt
+    with pytest.raises(RateLimited, match="tokensPerMinute") as refused:
+        limits.admit_request("carol")
+    assert refused.value.retry_after_s >= 30  # 50 tokens of debt at 100 a minute
+    limits.admit_request("dave")  # other keys keep their own buckets
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def trusting(certificate: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(certificate))
+
+
+def served_certificate(port: int) -> bytes:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        certificate = tls.getpeercert(binary_form=True)
+    assert certificate is not None
+    return certificate
+
+
+def test_https_with_a_certificate_renewed_under_the_running_server(
+    mlp: tuple[Path, object], model_dir: Path, tmp_path: Path
+) -> None:
+    mounted = tmp_path / "tls"
+    mounted.mkdir()
+    first_cert, first_key = self_signed(tmp_path, "first")
+    (mounted / "tls.crt").write_bytes(first_cert.read_bytes())
+    (mounted / "tls.key").write_bytes(first_key.read_bytes())
+    server = RuntimeServer(
+        mlp[0], model_dir / "tls.log",
+        "--tls-cert-file", str(mounted / "tls.crt"), "--tls-key-file", str(mounted / "tls.key"),
+        "--tls-reload-s", "0.2", model_name="mlp",
+    )  # fmt: skip
+    server.url = server.url.replace("http://", "https://")
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if (
+                    httpx.get(f"{server.url}/v2/health/ready", verify=trusting(first_cert), timeout=2).status_code
+                    == 200
+                ):
+                    break
+            except httpx.TransportError:
+                assert server.process.poll() is None, server.log()
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.2)
+        with httpx.Client(verify=trusting(first_cert)) as client:
+            assert client.post(server.infer_url, json=MLP_BODY).status_code == 200
+            second_cert, second_key = self_signed(tmp_path, "second")
+            # As kubelet does: new files put in place whole.
+            (mounted / "tls.key.new").write_bytes(second_key.read_bytes())
+            (mounted / "tls.crt.new").write_bytes(second_cert.read_bytes())
+            (mounted / "tls.key.new").replace(mounted / "tls.key")
+            (mounted / "tls.crt.new").replace(mounted / "tls.crt")
+            renewed = x509.load_pem_x509_certificate(second_cert.read_bytes()).public_bytes(serialization.Encoding.DER)
+            deadline = time.monotonic() + 10
+            while served_certificate(server.port) != renewed:
+                assert time.monotonic() < deadline, "the renewed certificate was never served"
+                time.sleep(0.1)
+            # The connection opened before the renewal still works.
+            assert client.post(server.infer_url, json=MLP_BODY).status_code == 200
+        assert httpx.get(f"{server.url}/v2/health/live", verify=trusting(second_cert), timeout=5).status_code == 200
+    finally:
+        server.terminate()
