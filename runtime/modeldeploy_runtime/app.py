@@ -55,7 +55,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
-    install_error_handlers(app)
+    install_error_handlers(app, settings.generates_text)
     app.include_router(v2_router(service))
     if settings.generates_text:
         app.include_router(v2_generate_router(service))
@@ -77,6 +77,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         limits=_key_limits(settings),
         audit=audit,
         payloads=settings.audit_payloads,
+        text_model=settings.generates_text,
     )
     install_openapi(app)
     return app

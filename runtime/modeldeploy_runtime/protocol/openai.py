@@ -21,10 +21,16 @@ from starlette.responses import Response, StreamingResponse
 from modeldeploy_runtime.errors import ServingError
 from modeldeploy_runtime.generation import GeneratedSequence, GenerationEngine
 from modeldeploy_runtime.generation.consume import Completion, complete, merge
-from modeldeploy_runtime.protocol.errors import serving_error_response
+from modeldeploy_runtime.protocol.errors import OPENAI_PREFIX, serving_error_response
 from modeldeploy_runtime.protocol.http import json_response, observed, wait_for_disconnect
 from modeldeploy_runtime.protocol.openapi import request_body
-from modeldeploy_runtime.protocol.text_request import SamplingFields, StrictModel, parse_text_request
+from modeldeploy_runtime.protocol.text_request import (
+    SamplingFields,
+    StrictModel,
+    TokenTally,
+    parse_text_request,
+    record_model,
+)
 from modeldeploy_runtime.service import InferenceService
 
 PROTOCOL = "openai"
@@ -72,7 +78,7 @@ class ChatCompletionRequest(_GenerationRequest):
 
 
 def openai_router(service: InferenceService) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["OpenAI"])
+    router = APIRouter(prefix=OPENAI_PREFIX, tags=["OpenAI"])
 
     @router.get("/models")
     async def list_models() -> Response:
@@ -96,11 +102,13 @@ def openai_router(service: InferenceService) -> APIRouter:
 
 async def _complete_text(service: InferenceService, request: Request) -> Response:
     parsed = await parse_text_request(request, service, CompletionRequest)
+    record_model(request, parsed.model)
     engine = service.text_engine(parsed.model)
     prompts = [parsed.prompt] if isinstance(parsed.prompt, str) else parsed.prompt
     encoded = [engine.model.encode_text(prompt) for prompt in prompts]
     sequences = _start(engine, parsed, encoded, "prompt", parsed.max_tokens, "max_tokens")
-    reply = _Reply("cmpl", "text_completion", service.name, sum(len(ids) for ids in encoded) * parsed.n)
+    prompt_tokens = sum(len(ids) for ids in encoded) * parsed.n
+    reply = _Reply("cmpl", "text_completion", service.name, TokenTally(request, prompt_tokens))
     if parsed.stream:
         return _event_stream(reply.text_chunks(sequences, _include_usage(parsed)), request.url.path)
     completions = await complete(sequences, partial(wait_for_disconnect, request))
@@ -113,6 +121,7 @@ async def _complete_text(service: InferenceService, request: Request) -> Respons
 
 async def _complete_chat(service: InferenceService, request: Request) -> Response:
     parsed = await parse_text_request(request, service, ChatCompletionRequest)
+    record_model(request, parsed.model)
     engine = service.text_engine(parsed.model)
     prompt_ids = engine.model.encode_chat([message.template_input() for message in parsed.messages])
     max_tokens: int | None
@@ -121,7 +130,7 @@ async def _complete_chat(service: InferenceService, request: Request) -> Respons
     else:
         max_tokens, max_tokens_param = parsed.max_tokens, "max_tokens"
     sequences = _start(engine, parsed, [prompt_ids], "messages", max_tokens, max_tokens_param)
-    reply = _Reply("chatcmpl", "chat.completion", service.name, len(prompt_ids) * parsed.n)
+    reply = _Reply("chatcmpl", "chat.completion", service.name, TokenTally(request, len(prompt_ids) * parsed.n))
     if parsed.stream:
         return _event_stream(reply.chat_chunks(sequences, _include_usage(parsed)), request.url.path)
     completions = await complete(sequences, partial(wait_for_disconnect, request))
@@ -164,19 +173,21 @@ def _include_usage(parsed: _GenerationRequest) -> bool:
 
 
 class _Reply:
-    """The fields every document and chunk of one answer shares."""
+    """The fields every document and chunk of one answer shares, and its token count."""
 
-    def __init__(self, id_prefix: str, kind: str, model: str, prompt_tokens: int) -> None:
+    def __init__(self, id_prefix: str, kind: str, model: str, tokens: TokenTally) -> None:
         self.id = f"{id_prefix}-{uuid.uuid4().hex}"
         self.kind = kind
         self.model = model
         self.created = int(time.time())
-        self.prompt_tokens = prompt_tokens
+        self.tokens = tokens
+        self.prompt_tokens = tokens.prompt_tokens
 
     def _head(self, kind: str) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
 
     def usage(self, completion_tokens: int) -> dict[str, int]:
+        self.tokens.completed(completion_tokens)
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -191,6 +202,7 @@ class _Reply:
         counts = [0] * len(sequences)
         async for index, delta in merge(sequences):
             counts[index] = delta.completion_tokens
+            self.tokens.completed(sum(counts))
             choice = {"index": index, "text": delta.text, "logprobs": None, "finish_reason": delta.finish_reason}
             yield _event(self._chunk(self.kind, choice, include_usage))
         if include_usage:
@@ -204,6 +216,7 @@ class _Reply:
         counts = [0] * len(sequences)
         async for index, delta in merge(sequences):
             counts[index] = delta.completion_tokens
+            self.tokens.completed(sum(counts))
             if not delta.text and delta.finish_reason is None:
                 continue
             content = {"content": delta.text} if delta.text else {}
@@ -233,5 +246,5 @@ async def _ending_with_done(chunks: AsyncIterator[bytes], path: str) -> AsyncIte
         async for chunk in chunks:
             yield chunk
     except ServingError as error:
-        yield b"data: " + serving_error_response(error, path).body + b"\n\n"
+        yield b"data: " + serving_error_response(error, path, text_model=True).body + b"\n\n"
     yield b"data: [DONE]\n\n"

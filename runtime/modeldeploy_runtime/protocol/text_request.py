@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
+from modeldeploy_runtime.access.audit import request_record
 from modeldeploy_runtime.errors import InvalidInput
 from modeldeploy_runtime.generation import SamplingParams
 from modeldeploy_runtime.intake import receive_body
@@ -82,6 +83,31 @@ async def parse_text_request(request: Request, service: InferenceService, model_
         return model_type.model_validate(document)
     except ValidationError as error:
         raise _describe(error) from None
+
+
+def record_model(request: Request, model: str) -> None:
+    """The model a request named in its body, for the audit line (a path that names it: `observed` does it)."""
+    record = request_record(request.scope)
+    if record is not None:
+        record.model = model
+
+
+class TokenTally:
+    """A text request's tokens, prompt plus completion, kept in its access record as they become known.
+
+    The audit line reports them, and the per-key tokens-per-minute limit charges them when the request ends (a
+    stream: after its last event). A stream's count grows with every piece sent, so a client that goes away
+    mid-stream is charged what it was sent. Without keys and audit there is no record: this does nothing.
+    """
+
+    def __init__(self, request: Request, prompt_tokens: int) -> None:
+        self._record = request_record(request.scope)
+        self.prompt_tokens = prompt_tokens
+        self.completed(0)
+
+    def completed(self, completion_tokens: int) -> None:
+        if self._record is not None:
+            self._record.tokens = self.prompt_tokens + completion_tokens
 
 
 def _refuse_invalid_text(value: Any, where: str) -> None:

@@ -20,7 +20,7 @@ from modeldeploy_runtime.generation import GeneratedSequence
 from modeldeploy_runtime.generation.consume import complete, merge
 from modeldeploy_runtime.protocol.http import json_response, observed, wait_for_disconnect
 from modeldeploy_runtime.protocol.openapi import ERROR_RESPONSES, request_body
-from modeldeploy_runtime.protocol.text_request import SamplingFields, StrictModel, parse_text_request
+from modeldeploy_runtime.protocol.text_request import SamplingFields, StrictModel, TokenTally, parse_text_request
 from modeldeploy_runtime.service import InferenceService
 
 PROTOCOL = "v2"
@@ -40,12 +40,16 @@ def v2_generate_router(service: InferenceService) -> APIRouter:
     )
     async def generate(model_name: str, request: Request) -> Response:
         """The text that follows `text_input`, whole."""
-        return await observed(service, PROTOCOL, request, partial(_generate, service, model_name, request, False))
+        return await observed(
+            service, PROTOCOL, request, partial(_generate, service, model_name, request, False), model=model_name
+        )
 
     @router.post("/models/{model_name}/generate_stream", responses=ERROR_RESPONSES)
     async def generate_stream(model_name: str, request: Request) -> Response:
         """The text that follows `text_input`, as server-sent events while it is generated."""
-        return await observed(service, PROTOCOL, request, partial(_generate, service, model_name, request, True))
+        return await observed(
+            service, PROTOCOL, request, partial(_generate, service, model_name, request, True), model=model_name
+        )
 
     return router
 
@@ -56,18 +60,21 @@ async def _generate(service: InferenceService, model_name: str, request: Request
     prompt_ids = engine.model.encode_text(parsed.text_input)
     max_tokens = engine.check_length(len(prompt_ids), "text_input", parsed.parameters.max_tokens, "max_tokens")
     sequences = engine.generate(prompt_ids, parsed.parameters.sampling(max_tokens), 1)
+    tokens = TokenTally(request, len(prompt_ids))
     head: dict[str, Any] = {"model_name": model_name, "model_version": "1"}
     if parsed.id is not None:
         head["id"] = parsed.id
     if stream:
-        return StreamingResponse(_events(head, sequences), media_type="text/event-stream")
+        return StreamingResponse(_events(head, sequences, tokens), media_type="text/event-stream")
     (completion,) = await complete(sequences, partial(wait_for_disconnect, request))
+    tokens.completed(completion.completion_tokens)
     return json_response({**head, "text_output": completion.text, "finish_reason": completion.finish_reason})
 
 
-async def _events(head: dict[str, Any], sequences: list[GeneratedSequence]) -> AsyncIterator[bytes]:
+async def _events(head: dict[str, Any], sequences: list[GeneratedSequence], tokens: TokenTally) -> AsyncIterator[bytes]:
     try:
         async for _, delta in merge(sequences):
+            tokens.completed(delta.completion_tokens)
             event = {**head, "text_output": delta.text, "finish_reason": delta.finish_reason}
             yield b"data: " + orjson.dumps(event) + b"\n\n"
     except ServingError as error:
