@@ -102,3 +102,7 @@ test-runtime: venv ## Runtime tests: real uvicorn servers on free ports, real to
 bench-runtime: venv .venv-kserve/.installed ## Runtime vs raw torch vs KServe ModelServer under wrk (~15 min); BENCH_ARGS="--device cuda"
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) benchmarks/bench_runtime.py $(BENCH_ARGS)
+
+.PHONY: bench-llm
+bench-llm: venv ## Text generation: this runtime vs transformers serve (with and without continuous batching) vs one at a time, concurrency 1/8/32 (~10 min on 2 cores)
+	$(PY) benchmarks/bench_llm.py $(BENCH_ARGS)

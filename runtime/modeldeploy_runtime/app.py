@@ -17,9 +17,11 @@ from modeldeploy_runtime.access.middleware import AccessControl
 from modeldeploy_runtime.metrics import RuntimeMetrics
 from modeldeploy_runtime.protocol.errors import install_error_handlers
 from modeldeploy_runtime.protocol.fast_path import InferenceFastPath
+from modeldeploy_runtime.protocol.openai import openai_router
 from modeldeploy_runtime.protocol.openapi import install_openapi
 from modeldeploy_runtime.protocol.v1 import v1_router
 from modeldeploy_runtime.protocol.v2 import v2_router
+from modeldeploy_runtime.protocol.v2_generate import v2_generate_router
 from modeldeploy_runtime.service import InferenceService
 from modeldeploy_runtime.settings import ServeSettings
 
@@ -48,13 +50,18 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app = FastAPI(
         title="modeldeploy runtime",
         version=__version__,
-        description="Open Inference Protocol (v2) and KServe v1 server for one PyTorch model.",
+        description="Open Inference Protocol (v2) and KServe v1 server for one PyTorch model; OpenAI-compatible "
+        "text generation for a Hugging Face model.",
         lifespan=lifespan,
     )
     app.state.service = service
-    install_error_handlers(app)
+    install_error_handlers(app, settings.generates_text)
     app.include_router(v2_router(service))
-    app.include_router(v1_router(service))
+    if settings.generates_text:
+        app.include_router(v2_generate_router(service))
+        app.include_router(openai_router(service))
+    else:
+        app.include_router(v1_router(service))
 
     @app.get("/metrics", tags=["Observability"], response_class=Response)
     async def prometheus_metrics() -> Response:
@@ -70,6 +77,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         limits=_key_limits(settings),
         audit=audit,
         payloads=settings.audit_payloads,
+        text_model=settings.generates_text,
     )
     install_openapi(app)
     return app

@@ -23,6 +23,11 @@ class ServingError(Exception):
 class InvalidInput(ServingError):
     """The request is malformed or does not fit the model's declared inputs."""
 
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        # The request field at fault, for protocols that name it apart from the message (OpenAI's error.param).
+        self.param = param
+
 
 class ModelNotFound(ServingError):
     def __init__(self, name: str) -> None:

@@ -1,5 +1,7 @@
 """The init container: download a model file into a directory, verify its sha256, never hang.
 
+An archive of a model directory (`NAME.tar`, `.tar.gz`, `.tgz`) is then unpacked to `DEST/NAME` (unpack.py).
+
 Every connect and read is bounded by `fetch_timeout_s`, each attempt by `fetch_deadline_s`; transient
 failures are retried with exponential backoff. Reads take what one receive brings (`read1`), so the deadline is
 checked at least every `fetch_timeout_s` even against a server that trickles a byte at a time. The file appears
@@ -28,6 +30,7 @@ from modeldeploy_runtime.checksum import sha256_of
 from modeldeploy_runtime.errors import ChecksumMismatch, FetchFailed
 from modeldeploy_runtime.settings import FetchSettings
 from modeldeploy_runtime.termination import write_termination_message
+from modeldeploy_runtime.unpack import unpack_archive, unpacked_name
 
 _CHUNK_BYTES = 1024 * 1024
 _PROGRESS_EVERY_S = 2.0
@@ -45,7 +48,16 @@ class _PermanentFailure(Exception):
 def fetch_model(settings: FetchSettings) -> int:
     """The `fetch` subcommand: 0, or an exit code with a termination message the operator maps."""
     try:
+        directory_name = unpacked_name(target_name(settings.model_uri))
+        if directory_name is not None and (settings.model_dest / directory_name).is_dir():
+            # Unpacked by an earlier run of this init container (the archive is gone by then).
+            _log.info("%s is already unpacked; nothing to fetch", settings.model_dest / directory_name)
+            return 0
         target = download(settings)
+        if directory_name is not None:
+            archive, target = target, unpack_archive(target, directory_name, settings.max_unpacked_bytes)
+            # One copy of the model on the size-limited volume, not two.
+            archive.unlink()
     except (ChecksumMismatch, FetchFailed) as error:
         _log.error("%s: %s", error.termination_reason, error)
         write_termination_message(settings.termination_log, error.termination_reason, str(error))

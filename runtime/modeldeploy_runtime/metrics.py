@@ -14,6 +14,9 @@ from prometheus_client.registry import Collector
 UNKNOWN_MODEL_LABEL = "_unknown"
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# vLLM's buckets for time to first token and inter-token latency, so dashboards made for it read ours.
+_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0)
+_ITL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0)
 
 
 class RuntimeMetrics:
@@ -57,6 +60,34 @@ class RuntimeMetrics:
             "modeldeploy_model_ready", "1 when the model serves requests, else 0.", ["model"], registry=registry
         ).labels(model_name)
 
+        # Text generation, with vLLM's semantics (vllm:time_to_first_token_seconds, ...).
+        self._first_token_seconds = Histogram(
+            "modeldeploy_time_to_first_token_seconds", "Time from admission to the first generated token.",
+            ["model"], buckets=_TTFT_BUCKETS, registry=registry,
+        ).labels(model_name)  # fmt: skip
+        self._inter_token_seconds = Histogram(
+            "modeldeploy_inter_token_latency_seconds", "Time between two generated tokens of one sequence.",
+            ["model"], buckets=_ITL_BUCKETS, registry=registry,
+        ).labels(model_name)  # fmt: skip
+        self._prompt_tokens = Counter(
+            "modeldeploy_prompt_tokens", "Prompt tokens computed.", ["model"], registry=registry
+        ).labels(model_name)
+        self._generation_tokens = Counter(
+            "modeldeploy_generation_tokens", "Tokens generated.", ["model"], registry=registry
+        ).labels(model_name)
+        self._running_sequences = Gauge(
+            "modeldeploy_num_requests_running", "Sequences in the running batch (they have a first token).",
+            ["model"], registry=registry,
+        ).labels(model_name)  # fmt: skip
+        self._waiting_sequences = Gauge(
+            "modeldeploy_num_requests_waiting", "Admitted sequences without a token yet (queued or in prefill).",
+            ["model"], registry=registry,
+        ).labels(model_name)  # fmt: skip
+        self._kv_cache_usage = Gauge(
+            "modeldeploy_kv_cache_usage_perc", "Fraction of the paged KV cache in use, 0 to 1.",
+            ["model"], registry=registry,
+        ).labels(model_name)  # fmt: skip
+
     def model_label(self, requested_name: str) -> str:
         return self.model_name if requested_name == self.model_name else UNKNOWN_MODEL_LABEL
 
@@ -81,6 +112,24 @@ class RuntimeMetrics:
         """Gauges read at scrape time, so the hot path pays nothing for them."""
         self._queue_depth.set_function(queue_depth)
         self._in_flight.set_function(in_flight)
+
+    def observe_first_token(self, seconds: float, prompt_tokens: int) -> None:
+        self._first_token_seconds.observe(seconds)
+        self._prompt_tokens.inc(prompt_tokens)
+        self._generation_tokens.inc()
+
+    def observe_next_tokens(self, seconds_each: float, count: int) -> None:
+        for _ in range(count):
+            self._inter_token_seconds.observe(seconds_each)
+        self._generation_tokens.inc(count)
+
+    def track_generation(
+        self, running: Callable[[], float], waiting: Callable[[], float], kv_cache_usage: Callable[[], float]
+    ) -> None:
+        """Gauges read at scrape time, like the queue's."""
+        self._running_sequences.set_function(running)
+        self._waiting_sequences.set_function(waiting)
+        self._kv_cache_usage.set_function(kv_cache_usage)
 
     def track_gpu_memory(self, devices: Sequence[torch.device]) -> None:
         self.registry.register(_GpuMemoryCollector(devices))

@@ -16,11 +16,21 @@ import torch
 
 from modeldeploy_runtime.batching import DynamicBatcher, Slot
 from modeldeploy_runtime.checksum import sha256_of
-from modeldeploy_runtime.errors import ChecksumMismatch, ModelLoadError, ModelNotFound, ModelNotReady, client_safe
+from modeldeploy_runtime.errors import (
+    ChecksumMismatch,
+    InferenceFailed,
+    InvalidInput,
+    ModelLoadError,
+    ModelNotFound,
+    ModelNotReady,
+    client_safe,
+)
+from modeldeploy_runtime.generation import GenerationEngine
 from modeldeploy_runtime.intake import ByteBudget, ReceivedBody, receive_body
 from modeldeploy_runtime.metrics import RuntimeMetrics
 from modeldeploy_runtime.model.devices import ModelCopies, detect_devices, worker_count
-from modeldeploy_runtime.model.loading import load_model
+from modeldeploy_runtime.model.huggingface import load_text_generation_model
+from modeldeploy_runtime.model.loading import COMPUTE_DTYPES, load_model
 from modeldeploy_runtime.model.servable import ServableModel
 from modeldeploy_runtime.settings import ServeSettings
 
@@ -46,6 +56,7 @@ class InferenceService:
         self._model: ServableModel | None = None
         self.inflight_bytes = ByteBudget(settings.inflight_bytes_limit)
         self._batcher: DynamicBatcher | None = None
+        self._text_engine: GenerationEngine | None = None
 
     @property
     def name(self) -> str:
@@ -59,7 +70,14 @@ class InferenceService:
         """Loads and warms the model off the event loop, so probes keep answering meanwhile."""
         started = time.perf_counter()
         try:
-            models = await asyncio.to_thread(self._load_and_warm_up)
+            if self.settings.generates_text:
+                engine = await asyncio.to_thread(self._load_text_generation)
+                self._start_text_generation(engine)
+                devices = str(engine.model.device)
+            else:
+                models = await asyncio.to_thread(self._load_and_warm_up)
+                self._start_batching(models)
+                devices = ", ".join(str(copy.device) for copy in models)
         except ModelLoadError as error:
             self._fail(error)
             return
@@ -67,6 +85,18 @@ class InferenceService:
             _log.exception("unexpected error while loading the model")
             self._fail(ModelLoadError(f"{error.__class__.__name__}: {error}"))
             return
+        # torch, FastAPI and the model leave ~350k long-lived objects whose every full collection would stall
+        # the event loop for ~300 ms; frozen, they are never scanned again and collections stay short.
+        gc.collect()
+        gc.freeze()
+        elapsed = time.perf_counter() - started
+        self.metrics.observe_load(elapsed)
+        if self.state is ModelState.LOADING:
+            self.state, self.reason = ModelState.READY, "model is ready"
+            self.metrics.set_ready(True)
+        _log.info("model %s ready on %s after %.2fs", self.name, devices, elapsed)
+
+    def _start_batching(self, models: list[ServableModel]) -> None:
         copies, model = ModelCopies(models), models[0]
         self._model = model
         # Cheap batches run on the event loop's thread (see the batching engine): it needs the setting too.
@@ -92,17 +122,12 @@ class InferenceService:
         self.metrics.track_queue(lambda: batcher.queue_depth, lambda: batcher.in_flight)
         if model.device.type == "cuda":
             self.metrics.track_gpu_memory([copy.device for copy in models])
-        # torch, FastAPI and the model leave ~350k long-lived objects whose every full collection would stall
-        # the event loop for ~300 ms; frozen, they are never scanned again and collections stay short.
-        gc.collect()
-        gc.freeze()
-        elapsed = time.perf_counter() - started
-        self.metrics.observe_load(elapsed)
-        if self.state is ModelState.LOADING:
-            self.state, self.reason = ModelState.READY, "model is ready"
-            self.metrics.set_ready(True)
-        devices = ", ".join(str(copy.device) for copy in models)
-        _log.info("model %s ready on %s after %.2fs", self.name, devices, elapsed)
+
+    def _start_text_generation(self, engine: GenerationEngine) -> None:
+        self._text_engine = engine
+        self.metrics.track_generation(lambda: engine.running, lambda: engine.waiting, engine.kv_cache_usage)
+        if engine.model.device.type == "cuda":
+            self.metrics.track_gpu_memory([engine.model.device])
 
     def _configure_torch_threads(self) -> None:
         """Per thread: OpenMP keeps the intra-op thread count per calling thread."""
@@ -113,14 +138,46 @@ class InferenceService:
         if threads is not None:
             torch.set_num_threads(threads)
 
+    def _verify_checksum(self) -> None:
+        expected = self.settings.model_sha256
+        if expected is None:
+            return
+        if self.settings.model_path.is_dir():
+            raise ModelLoadError(
+                f"{self.settings.model_path} is a directory: a sha256 covers one file (an archive, checked by fetch)"
+            )
+        actual = sha256_of(self.settings.model_path)
+        if actual != expected:
+            raise ChecksumMismatch(f"{self.settings.model_path}: expected sha256 {expected}, got {actual}")
+
+    def _load_text_generation(self) -> GenerationEngine:
+        """One copy on the first device the container sees: the engine runs one model (no tensor parallelism)."""
+        self._configure_torch_threads()
+        self._verify_checksum()
+        model = load_text_generation_model(
+            self.name,
+            self.settings.model_path,
+            detect_devices(self.settings.device)[0],
+            COMPUTE_DTYPES[self.settings.dtype],
+            self.settings.max_model_len,
+        )
+        engine = GenerationEngine(
+            model,
+            self.metrics,
+            max_num_seqs=self.settings.max_num_seqs,
+            max_queue_size=self.settings.max_queue_size,
+            max_num_batched_tokens=self.settings.max_num_batched_tokens,
+        )
+        try:
+            engine.start()
+        except InferenceFailed as error:
+            raise ModelLoadError(error.message) from error
+        return engine
+
     def _load_and_warm_up(self) -> list[ServableModel]:
         """One warmed-up copy of the model on each device the container sees."""
         self._configure_torch_threads()
-        expected = self.settings.model_sha256
-        if expected is not None:
-            actual = sha256_of(self.settings.model_path)
-            if actual != expected:
-                raise ChecksumMismatch(f"{self.settings.model_path}: expected sha256 {expected}, got {actual}")
+        self._verify_checksum()
         models = []
         for device in detect_devices(self.settings.device):
             model = load_model(
@@ -155,10 +212,11 @@ class InferenceService:
         self.metrics.set_ready(False)
 
     async def wait_idle(self, timeout_s: float) -> bool:
-        if self._batcher is None:
+        engine = self._batcher or self._text_engine
+        if engine is None:
             return True
         try:
-            await asyncio.wait_for(self._batcher.wait_idle(), timeout_s)
+            await asyncio.wait_for(engine.wait_idle(), timeout_s)
         except TimeoutError:
             return False
         return True
@@ -166,14 +224,40 @@ class InferenceService:
     async def close(self) -> None:
         if self._batcher is not None:
             await self._batcher.stop()
+        if self._text_engine is not None:
+            await self._text_engine.stop()
+
+    def _check_serving(self, name: str) -> None:
+        if name != self.name:
+            raise ModelNotFound(name)
+        if self.state not in (ModelState.READY, ModelState.STOPPING):
+            raise ModelNotReady(f"model '{name}' is not ready: {self.reason}")
 
     def model(self, name: str) -> ServableModel:
         """The model to describe or run; raises ModelNotFound or ModelNotReady."""
-        if name != self.name:
-            raise ModelNotFound(name)
-        if self._model is None or self.state not in (ModelState.READY, ModelState.STOPPING):
+        self._check_serving(name)
+        if self.settings.generates_text:
+            raise InvalidInput(
+                f"model '{name}' generates text: use /v1/completions, /v1/chat/completions or "
+                f"/v2/models/{name}/generate"
+            )
+        if self._model is None:
             raise ModelNotReady(f"model '{name}' is not ready: {self.reason}")
         return self._model
+
+    @property
+    def text_model_created(self) -> int | None:
+        """When the text generation model was loaded (Unix time); None before."""
+        return None if self._text_engine is None else self._text_engine.model.created
+
+    def text_engine(self, name: str) -> GenerationEngine:
+        """The engine that generates text for `name`; raises ModelNotFound, ModelNotReady or InvalidInput."""
+        self._check_serving(name)
+        if not self.settings.generates_text:
+            raise InvalidInput(f"model '{name}' is a tensor model: it does not generate text; use /v2 infer")
+        if self._text_engine is None:
+            raise ModelNotReady(f"model '{name}' is not ready: {self.reason}")
+        return self._text_engine
 
     def metadata_model(self, name: str) -> ServableModel | None:
         """The model for metadata even while draining; None while loading or after a failure."""

@@ -23,6 +23,8 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$", to_lower
 class ModelFormat(enum.StrEnum):
     TORCHSCRIPT = "torchscript"
     EXPORTED_PROGRAM = "exported-program"
+    # A Hugging Face model directory (config.json, *.safetensors, tokenizer files): text generation.
+    HUGGINGFACE = "huggingface"
 
 
 class DeviceChoice(enum.StrEnum):
@@ -51,7 +53,9 @@ class ServeSettings(_RuntimeSettings):
 
     model_name: str = Field(..., min_length=1, max_length=253, pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
     model_path: Path
-    model_format: ModelFormat | None = Field(None, description="Inferred from the file's contents when not given.")
+    model_format: ModelFormat | None = Field(
+        None, description="Inferred when not given: a directory is a Hugging Face model, a file is read."
+    )
     model_sha256: Sha256 | None = Field(
         None,
         description="Expected sha256 of the model file, checked before loading (models nothing fetched, e.g. "
@@ -85,6 +89,23 @@ class ServeSettings(_RuntimeSettings):
         description="Intra-op threads per worker; unset: torch's default, divided among the workers.",
     )
     log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
+    # Text generation (huggingface models); the names are vLLM's, which KServe's and KubeAI's users know.
+    max_num_seqs: int = Field(
+        32, ge=1, le=4096, description="Text generation: most sequences generated at once (the running batch)."
+    )
+    max_model_len: int | None = Field(
+        None,
+        ge=16,
+        le=1_048_576,
+        description="Text generation: most tokens of prompt plus completion; unset: the model's own context length.",
+    )
+    max_num_batched_tokens: int = Field(
+        2048,
+        ge=16,
+        le=1_048_576,
+        description="Text generation: most tokens one model step computes (prompt chunks plus one per running "
+        "sequence); bounds how long a long prompt holds up the others' next token.",
+    )
     body_read_timeout_s: float = Field(
         30.0, gt=0.0, description="A client that has not sent its whole body this long after the headers gets 408."
     )
@@ -117,6 +138,13 @@ class ServeSettings(_RuntimeSettings):
     tls_cert_file: Path | None = Field(None, description="PEM certificate chain: serve HTTPS (with tls_key_file).")
     tls_key_file: Path | None = None
     tls_reload_s: float = Field(60.0, gt=0.0, description="How often a renewed certificate is picked up.")
+
+    @property
+    def generates_text(self) -> bool:
+        """A Hugging Face model directory: served by the text generation engine and endpoints."""
+        if self.model_format is not None:
+            return self.model_format is ModelFormat.HUGGINGFACE
+        return self.model_path.is_dir()
 
     @property
     def inflight_bytes_limit(self) -> int:
@@ -160,6 +188,9 @@ class FetchSettings(_RuntimeSettings):
     fetch_backoff_s: float = Field(1.0, ge=0.0, le=300.0)
     fetch_max_bytes: int | None = Field(
         None, gt=0, description="Largest model to download: its volume's size limit (spec.model.downloadSizeLimit)."
+    )
+    max_unpacked_bytes: int = Field(
+        1024**4, ge=1, description="Bound on what an archive of a model directory unpacks to (default 1 TiB)."
     )
 
 

@@ -3,33 +3,19 @@
 The figures themselves are the benchmark's to print (docs/benchmarks.md), never asserted here.
 """
 
-import importlib.util
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
-from types import ModuleType
 
 import pytest
+from benchmark_scripts import BENCHMARKS, load_benchmark
 from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_service
 from modeldeploy_operator.manifests.deployment import BuildOptions
 from modeldeploy_operator.manifests.labels import SPEC_HASH_ANNOTATION
 from modeldeploy_operator.reconcile.drift import stamp
 from modeldeploy_operator.settings import DEFAULT_RUNTIME_IMAGE
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "operator_scale.py"
-
-
-def _load_benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("operator_scale", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("operator_scale.py")
 
 
 def _sample(verb: str, group: str, resource: str, subresource: str, value: str, dry_run: str = "") -> str:
@@ -220,7 +206,16 @@ IN_FLIGHT = "MODELDEPLOY_MAX_OBJECTS_IN_FLIGHT=2"
 def test_a_tiny_run_end_to_end() -> None:
     """Its own cluster, floor and operator runs at N=5: the benchmark keeps working, and says what it measured."""
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--n", "5", "--quiet-seconds", "3", "--operator-env", IN_FLIGHT],
+        [
+            sys.executable,
+            str(BENCHMARKS / "operator_scale.py"),
+            "--n",
+            "5",
+            "--quiet-seconds",
+            "3",
+            "--operator-env",
+            IN_FLIGHT,
+        ],
         capture_output=True,
         text=True,
         timeout=600,

@@ -38,6 +38,19 @@ INVALID = {
         {"runtime": {"env": [{"name": "A", "value": "1"}, {"name": "MODELDEPLOY_PORT", "value": "9000"}]}},
         'spec.runtime.env[1].name: Invalid value: "MODELDEPLOY_PORT": runtime.env cannot set a variable',
     ),
+    "huggingface over https not an archive": (
+        {"model": {"uri": "https://models.example.com/llm.zip", "format": "huggingface"}},
+        "must name a .tar, .tar.gz or .tgz archive",
+    ),
+    "huggingface directory with a sha256": (
+        {"model": {"uri": "pvc://llms/qwen/", "format": "huggingface", "sha256": "a" * 64}},
+        "model.sha256 of a huggingface model covers its archive",
+    ),
+    "text generation settings on a tensor model": (
+        {"runtime": {"maxNumSeqs": 8}},
+        "runtime.maxNumSeqs and runtime.maxModelLen apply to text generation",
+    ),
+    "max model len below the minimum": ({"runtime": {"maxModelLen": 8}}, "spec.runtime.maxModelLen"),
     "load balancer without api keys": (
         {"service": {"type": "LoadBalancer"}},
         "spec.access: Invalid value: service.type NodePort or LoadBalancer publishes the model outside "

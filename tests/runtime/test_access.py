@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from fastapi import FastAPI
 from modeldeploy_runtime.access.audit import AUDIT_FORMAT
 from modeldeploy_runtime.access.limits import KeyLimits, Rate
 from modeldeploy_runtime.access.middleware import OPEN_PATHS
@@ -87,10 +88,21 @@ def every_route(routes: Iterable[BaseRoute]) -> Iterator[tuple[str, Iterable[str
             yield route.path, route.methods
 
 
-async def test_every_route_refuses_a_call_without_a_key_but_the_open_ones(tmp_path: Path) -> None:
-    """Walks the app's routes (and the inference fast path, and a route nobody declared): all need a key."""
-    write_key(tmp_path, "alice", ALICE_KEY)
-    app = create_app(ServeSettings(model_name="mlp", model_path=Path("unused.pt"), api_keys_dir=tmp_path))
+def keyed_app(keys: Path, model_path: Path) -> FastAPI:
+    """An app that is never started: a tensor model for a file path, a text model for a directory."""
+    write_key(keys, "alice", ALICE_KEY)
+    return create_app(ServeSettings(model_name="mlp", model_path=model_path, api_keys_dir=keys))
+
+
+@pytest.mark.parametrize("kind", ["tensor", "text"])
+async def test_every_route_refuses_a_call_without_a_key_but_the_open_ones(tmp_path: Path, kind: str) -> None:
+    """Walks the app's routes (and the inference fast path, and a route nobody declared): all need a key.
+
+    A text model's app has other routes (OpenAI's, v2 generate) than a tensor model's (KServe v1): both are walked.
+    """
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "text-model").mkdir()
+    app = keyed_app(tmp_path / "keys", tmp_path / "text-model" if kind == "text" else Path("unused.pt"))
     calls = [("GET", "/no/such/route")]
     for path, methods in every_route(app.routes):
         path = path.replace("{model_name}", "mlp")
@@ -108,23 +120,38 @@ async def test_every_route_refuses_a_call_without_a_key_but_the_open_ones(tmp_pa
                     continue
                 assert response.status_code == 401, (method, path, headers)
                 assert response.headers["www-authenticate"] == "Bearer"
-                assert "API key" in response.json()["error"]
+                error = response.json()["error"]
+                assert "API key" in (error["message"] if kind == "text" and path.startswith("/v1/") else error)
             response = await client.request(method, path, headers=bearer(ALICE_KEY))
             assert response.status_code != 401, (method, path)
 
 
 async def test_openai_routes_answer_401_in_openai_error_shape(tmp_path: Path) -> None:
-    app = create_app(ServeSettings(model_name="mlp", model_path=Path("unused.pt"), api_keys_dir=tmp_path))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://runtime") as client:
-        response = await client.post("/v1/chat/completions", json={})
-    assert response.status_code == 401
-    assert response.json() == {
-        "error": {
-            "message": "a valid API key is required: send it as 'Authorization: Bearer <key>'",
-            "type": "authentication_error",
-            "code": 401,
-        }
-    }
+    """A text model's server answers in OpenAI's shape under /v1; a tensor model's serves KServe v1 there, whose
+    `/v1/models` shares OpenAI's path, and keeps v1's shape."""
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "text-model").mkdir()
+    text_app = keyed_app(tmp_path / "keys", tmp_path / "text-model")
+    openai_paths = {path for path, _ in every_route(text_app.routes) if path.startswith("/v1/")}
+    assert openai_paths == {"/v1/models", "/v1/completions", "/v1/chat/completions"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=text_app), base_url="http://runtime") as client:
+        for path in sorted(openai_paths):
+            response = await client.post(path, json={})
+            assert response.status_code == 401, path
+            assert response.json() == {
+                "error": {
+                    "message": "a valid API key is required: send it as 'Authorization: Bearer <key>'",
+                    "type": "authentication_error",
+                    "param": None,
+                    "code": None,
+                }
+            }, path
+    tensor_app = keyed_app(tmp_path / "keys", Path("unused.pt"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=tensor_app), base_url="http://runtime") as client:
+        for path in ("/v1/models", "/v1/models/mlp", "/v1/models/mlp:predict"):
+            response = await client.post(path, json={})
+            assert response.status_code == 401, path
+            assert isinstance(response.json()["error"], str), path
 
 
 def test_a_valid_key_is_served_and_audited_without_the_key(keyed_server: RuntimeServer) -> None:
@@ -183,6 +210,74 @@ def test_one_noisy_key_is_limited_and_the_others_are_not(keyed_server: RuntimeSe
         assert time.monotonic() < deadline, "no audit line for the refused requests"
         time.sleep(0.05)
     assert {line["key_owner"] for line in limited} == {"alice"}  # a limited request is audited under its key
+
+
+@pytest.fixture(scope="module")
+def keyed_text_server(text_model: tuple[Path, object], model_dir: Path, keys_dir: Path) -> Iterator[RuntimeServer]:
+    """Text generation behind keys: 400 tokens a minute per key, no burst beyond them."""
+    server = RuntimeServer(
+        text_model[0], model_dir / "keyed-text.log",
+        "--api-keys-dir", str(keys_dir), "--key-tokens-per-minute", "400", "--torch-threads", "1",
+        model_name="tiny-llama",
+    )  # fmt: skip
+    server.wait_ready()
+    yield server
+    server.terminate()
+
+
+def audit_line(server: RuntimeServer, request_id: str) -> dict[str, object]:
+    deadline = time.monotonic() + 10
+    while not (found := [line for line in audit_lines(server) if line["request_id"] == request_id]):
+        assert time.monotonic() < deadline, f"no audit line for {request_id}"
+        time.sleep(0.05)
+    return found[0]
+
+
+def test_text_requests_are_audited_with_their_tokens(keyed_text_server: RuntimeServer) -> None:
+    """Prompt plus completion tokens, whole answers and streams, both text protocols."""
+    url, headers = keyed_text_server.url, bearer(BOB_KEY)
+    body = {"model": "tiny-llama", "prompt": "count", "max_tokens": 6, "temperature": 0, "ignore_eos": True}
+    whole = httpx.post(f"{url}/v1/completions", json=body, headers={**headers, "X-Request-Id": "t-whole"}, timeout=60)
+    assert whole.status_code == 200, whole.text
+    usage = whole.json()["usage"]
+    streamed_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    streamed = httpx.post(
+        f"{url}/v1/completions", json=streamed_body, headers={**headers, "X-Request-Id": "t-stream"}, timeout=60
+    )
+    assert streamed.status_code == 200
+    events = [line.removeprefix("data: ") for line in streamed.text.splitlines() if line.startswith("data: {")]
+    stream_usage = json.loads(events[-1])["usage"]
+    generate_body = {"text_input": "count", "parameters": {"max_tokens": 6, "temperature": 0, "ignore_eos": True}}
+    generated = httpx.post(
+        f"{url}/v2/models/tiny-llama/generate_stream",
+        json=generate_body,
+        headers={**headers, "X-Request-Id": "t-generate"},
+        timeout=60,
+    )
+    assert generated.status_code == 200
+
+    line = audit_line(keyed_text_server, "t-whole")
+    assert (line["key_owner"], line["model"], line["protocol"]) == ("bob", "tiny-llama", "openai")
+    assert line["tokens"] == usage["total_tokens"] == usage["prompt_tokens"] + 6
+    assert audit_line(keyed_text_server, "t-stream")["tokens"] == stream_usage["total_tokens"] == usage["total_tokens"]
+    line = audit_line(keyed_text_server, "t-generate")
+    assert (line["model"], line["protocol"]) == ("tiny-llama", "v2")
+    assert line["tokens"] == usage["total_tokens"]  # the same prompt and completion lengths
+
+
+def test_tokens_per_minute_over_the_limit_are_refused_with_retry_after(keyed_text_server: RuntimeServer) -> None:
+    url, headers = keyed_text_server.url, bearer(ALICE_KEY)
+    body = {"model": "tiny-llama", "prompt": "long", "max_tokens": 450, "temperature": 0, "ignore_eos": True}
+    first = httpx.post(f"{url}/v1/completions", json=body, headers=headers, timeout=120)
+    assert first.status_code == 200, first.text  # the bucket was full: the answer puts the key in debt
+    refused = httpx.post(f"{url}/v1/chat/completions", json={"model": "tiny-llama", "messages": []}, headers=headers)
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 5  # 50-odd tokens of debt at 400 a minute
+    error = refused.json()["error"]
+    assert error["type"] == "rate_limit_error"
+    assert "tokensPerMinute" in error["message"] and "alice" in error["message"]
+    other_key = httpx.post(f"{url}/v1/completions", json={**body, "max_tokens": 2}, headers=bearer(BOB_KEY))
+    assert other_key.status_code == 200
 
 
 def test_keys_rotate_without_a_restart(keyed_server: RuntimeServer, keys_dir: Path) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import os
 import posixpath
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -197,3 +199,64 @@ def test_bad_uri_is_a_settings_error(tmp_path: Path) -> None:
 )
 def test_fetch_writes_the_file_the_operator_points_the_server_at(uri: str) -> None:
     assert target_name(uri) == posixpath.basename(plan_model_delivery(uri).model_path)
+
+
+def _tar(path: Path, entries: list[tuple[str, bytes | None, str | None]]) -> Path:
+    """Writes a .tar.gz of (name, file bytes or None for a folder, symlink target or None)."""
+    with tarfile.open(path, "w:gz") as archive:
+        for name, content, link in entries:
+            info = tarfile.TarInfo(name)
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                archive.addfile(info)
+            elif content is None:
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+            else:
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+    return path
+
+
+@pytest.mark.parametrize("top", ["tiny-llm/", "./", ""])
+def test_an_archive_unpacks_to_the_directory_the_operator_points_the_server_at(tmp_path: Path, top: str) -> None:
+    entries = [("tiny-llm", None, None)] if top == "tiny-llm/" else []
+    entries += [(f"{top}config.json", b"{}", None), (f"{top}weights/model.safetensors", b"w" * 100, None)]
+    archive = _tar(tmp_path / "tiny-llm.tar.gz", entries)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    result = fetch(tmp_path, "--uri", archive.as_uri(), "--dest", str(tmp_path / "dest"), "--sha256", digest)
+    assert result.returncode == 0, result.stderr
+    served = tmp_path / "dest" / posixpath.basename(plan_model_delivery(f"https://h/m/{archive.name}").model_path)
+    assert (served / "config.json").read_bytes() == b"{}"
+    assert (served / "weights" / "model.safetensors").read_bytes() == b"w" * 100
+    assert [path.name for path in (tmp_path / "dest").iterdir()] == ["tiny-llm"], "the archive is removed"
+    again = fetch(tmp_path, "--uri", archive.as_uri(), "--dest", str(tmp_path / "dest"), "--sha256", digest)
+    assert "is already unpacked" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("entries", "reason"),
+    [
+        ([("../escape.txt", b"x", None)], "outside the destination"),
+        ([("/etc/cron.d/evil", b"x", None)], "absolute"),
+        ([("model/config.json", b"{}", None), ("model/link", None, "/etc/passwd")], "absolute"),
+        ([("model/link", None, "../../outside")], "outside the destination"),
+    ],
+)
+def test_an_archive_that_reaches_out_of_its_directory_is_refused(
+    tmp_path: Path, entries: list[tuple[str, bytes | None, str | None]], reason: str
+) -> None:
+    archive = _tar(tmp_path / "model.tar.gz", entries)
+    result = fetch(tmp_path, "--uri", archive.as_uri(), "--dest", str(tmp_path / "dest"))
+    assert result.returncode == 4, result.stderr
+    assert (tmp_path / "term").read_text().startswith("FetchFailed: model.tar.gz: refused entry")
+    assert reason in (tmp_path / "term").read_text()
+    assert not (tmp_path / "dest" / "model").exists() and not (tmp_path / "escape.txt").exists()
+
+
+def test_an_archive_larger_than_the_bound_is_refused_before_it_is_written(tmp_path: Path) -> None:
+    archive = _tar(tmp_path / "model.tar", [("config.json", b"{}" * 100, None)])
+    result = fetch(tmp_path, "--uri", archive.as_uri(), "--dest", str(tmp_path / "dest"), "--max-unpacked-bytes", "64")
+    assert result.returncode == 4
+    assert "unpacks to more than 64 bytes" in (tmp_path / "term").read_text()
+    assert sorted(path.name for path in (tmp_path / "dest").iterdir()) == ["model.tar"]

@@ -148,6 +148,33 @@ def test_https_model_download_is_bounded_and_verified_against_a_ca_bundle(make_m
     assert all(mount["name"] != "model-ca-bundle" for mount in pod["containers"][0]["volumeMounts"])
 
 
+def test_a_huggingface_archive_is_fetched_and_served_as_the_directory_it_unpacks_to(make_md) -> None:
+    spec = {
+        "model": {
+            "uri": "https://models.example.com/llm/qwen2-0.5b.tar.gz",
+            "format": "huggingface",
+            "sha256": "c" * 64,
+        },
+        "runtime": {"maxNumSeqs": 64, "maxModelLen": 4096, "dtype": "bfloat16"},
+    }
+    pod = _pod(build_deployment(make_md(spec), OPTIONS))
+    (fetch,) = pod["initContainers"]
+    assert _env(fetch)["MODELDEPLOY_MODEL_URI"] == "https://models.example.com/llm/qwen2-0.5b.tar.gz"
+    assert _env(fetch)["MODELDEPLOY_MODEL_SHA256"] == "c" * 64
+    runtime_env = _env(pod["containers"][0])
+    assert runtime_env["MODELDEPLOY_MODEL_PATH"] == "/mnt/models/qwen2-0.5b"
+    assert runtime_env["MODELDEPLOY_MODEL_FORMAT"] == "huggingface"
+    assert (runtime_env["MODELDEPLOY_MAX_NUM_SEQS"], runtime_env["MODELDEPLOY_MAX_MODEL_LEN"]) == ("64", "4096")
+    assert runtime_env["MODELDEPLOY_DTYPE"] == "bfloat16"
+
+
+def test_a_huggingface_directory_on_a_volume_is_served_in_place_with_the_runtime_defaults(make_md) -> None:
+    spec = {"model": {"uri": "pvc://llms/qwen2-0.5b/", "format": "huggingface"}}
+    runtime_env = _env(_pod(build_deployment(make_md(spec), OPTIONS))["containers"][0])
+    assert runtime_env["MODELDEPLOY_MODEL_PATH"] == "/mnt/models/qwen2-0.5b/"
+    assert "MODELDEPLOY_MAX_NUM_SEQS" not in runtime_env and "MODELDEPLOY_MAX_MODEL_LEN" not in runtime_env
+
+
 def test_https_uri_without_a_file_name_is_invalid(make_md) -> None:
     with pytest.raises(InvalidSpecError, match=r"spec\.model\.uri"):
         build_deployment(make_md({"model": {"uri": "https://models.example.com/dir/"}}), OPTIONS)

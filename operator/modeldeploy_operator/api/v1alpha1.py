@@ -78,7 +78,18 @@ class ModelSource(_Model):
                 cel(
                     "!has(self.caBundle) || self.uri.startsWith('https://')",
                     "model.caBundle applies to https:// model URIs only",
-                )
+                ),
+                cel(
+                    "!has(self.format) || self.format != 'huggingface' || !self.uri.startsWith('https://') "
+                    "|| self.uri.matches('^[^?#]+[.](tar|tar[.]gz|tgz)([?#].*)?$')",
+                    "model.uri of a huggingface model fetched over https must name a .tar, .tar.gz or .tgz "
+                    "archive of the model directory",
+                ),
+                cel(
+                    "!has(self.format) || self.format != 'huggingface' || !has(self.sha256) "
+                    "|| self.uri.startsWith('https://')",
+                    "model.sha256 of a huggingface model covers its archive: only an https:// archive has one",
+                ),
             ]
         }
     )
@@ -102,15 +113,18 @@ class ModelSource(_Model):
             ]
         },
     )
-    format: Literal["torchscript", "exported-program"] | None = Field(
+    format: Literal["torchscript", "exported-program", "huggingface"] | None = Field(
         default=None,
-        description="Serialization of the model file: torchscript (torch.jit.save) or exported-program "
-        "(torch.export.save, .pt2). Inferred by the runtime from the file when not set.",
+        description="Serialization of the model: torchscript (torch.jit.save), exported-program "
+        "(torch.export.save, .pt2), or huggingface: a Hugging Face model directory (config.json, *.safetensors, "
+        "tokenizer files) served for text generation behind OpenAI-compatible endpoints; its uri names the "
+        "directory (pvc://CLAIM/DIR, file:///DIR) or a .tar/.tar.gz/.tgz archive of it (https://). Inferred by "
+        "the runtime when not set.",
     )
     sha256: Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{64}$")] | None = Field(
         default=None,
-        description="Expected SHA-256 of the model file, 64 lowercase hex digits. Verified before the model "
-        "is served; a mismatch stops the rollout with reason ChecksumMismatch.",
+        description="Expected SHA-256 of the model file (for huggingface: of the archive), 64 lowercase hex "
+        "digits. Verified before the model is served; a mismatch stops the rollout with reason ChecksumMismatch.",
     )
     ca_bundle: CaBundle | None = Field(
         default=None,
@@ -236,6 +250,8 @@ OPERATOR_SET_RUNTIME_ENV = (
     "MODELDEPLOY_MAX_BATCH_SIZE",
     "MODELDEPLOY_MAX_BATCH_DELAY_MS",
     "MODELDEPLOY_MAX_QUEUE_SIZE",
+    "MODELDEPLOY_MAX_NUM_SEQS",
+    "MODELDEPLOY_MAX_MODEL_LEN",
     "MODELDEPLOY_EXIT_ON_LOAD_FAILURE",
     "MODELDEPLOY_TERMINATION_LOG",
     "MODELDEPLOY_MEMORY_LIMIT_BYTES",
@@ -262,7 +278,8 @@ class EnvVar(_Model):
                 cel(
                     "!(self in [" + ", ".join(f"'{name}'" for name in OPERATOR_SET_RUNTIME_ENV) + "])",
                     "runtime.env cannot set a variable the operator sets from the spec; use spec.model, "
-                    "spec.gpu.count and spec.runtime (maxBatchSize, maxBatchDelayMs, maxQueueSize, dtype) instead",
+                    "spec.gpu.count and spec.runtime (maxBatchSize, maxBatchDelayMs, maxQueueSize, maxNumSeqs, "
+                    "maxModelLen, dtype) instead",
                 )
             ]
         },
@@ -309,10 +326,22 @@ class RuntimeSpec(_Model):
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
         default="float32", description="Precision the model runs in: float32, float16 or bfloat16."
     )
+    max_num_seqs: Annotated[int, Field(ge=1, le=4096)] | None = Field(
+        default=None,
+        description="Text generation (model.format huggingface): most sequences generated at once, 1 to 4096 "
+        "(vLLM's max_num_seqs); more wait, up to maxQueueSize, then 429. Runtime default (32) when unset.",
+    )
+    max_model_len: Annotated[int, Field(ge=16, le=1048576)] | None = Field(
+        default=None,
+        description="Text generation (model.format huggingface): most tokens of prompt plus completion, 16 to "
+        "1048576 and at most the model's own context length (vLLM's max_model_len); sizes the KV cache with "
+        "maxNumSeqs. The model's context length when unset.",
+    )
     startup_timeout_seconds: Annotated[int, Field(ge=30, le=86400)] = Field(
         default=1800,
         description="How long the model may take to load and warm up before the container is restarted "
-        "(the startup probe's budget), 30 to 86400 seconds.",
+        "(the startup probe's budget), 30 to 86400 seconds; the default 30 minutes fits reading tens of GiB "
+        "of weights.",
     )
     env: list[EnvVar] = Field(
         default_factory=list,
@@ -558,12 +587,18 @@ class ModelDeploymentSpec(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
+                    "(!has(self.runtime.maxNumSeqs) && !has(self.runtime.maxModelLen)) "
+                    "|| (has(self.model.format) && self.model.format == 'huggingface')",
+                    "runtime.maxNumSeqs and runtime.maxModelLen apply to text generation: set "
+                    "model.format: huggingface",
+                ),
+                cel(
                     "!has(self.service) || !(self.service.type in ['NodePort', 'LoadBalancer'])"
                     " || (has(self.access) && has(self.access.apiKeys))",
                     "service.type NodePort or LoadBalancer publishes the model outside the cluster: set "
                     "access.apiKeys so that only key holders can call it",
                     ".access",
-                )
+                ),
             ]
         }
     )

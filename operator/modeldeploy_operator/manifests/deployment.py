@@ -221,7 +221,9 @@ def _runtime_env(md: ModelDeployment, delivery: ModelDelivery, access: AccessPla
         "MODELDEPLOY_DTYPE": spec.runtime.dtype,
         "MODELDEPLOY_MAX_BATCH_SIZE": str(spec.runtime.max_batch_size),
         "MODELDEPLOY_MAX_BATCH_DELAY_MS": str(spec.runtime.max_batch_delay_ms),
-        "MODELDEPLOY_MAX_QUEUE_SIZE": None if spec.runtime.max_queue_size is None else str(spec.runtime.max_queue_size),
+        "MODELDEPLOY_MAX_QUEUE_SIZE": _optional(spec.runtime.max_queue_size),
+        "MODELDEPLOY_MAX_NUM_SEQS": _optional(spec.runtime.max_num_seqs),
+        "MODELDEPLOY_MAX_MODEL_LEN": _optional(spec.runtime.max_model_len),
         "MODELDEPLOY_EXIT_ON_LOAD_FAILURE": "true",
     }
     env: dict[str, dict[str, Any]] = {
@@ -238,6 +240,11 @@ def _runtime_env(md: ModelDeployment, delivery: ModelDelivery, access: AccessPla
     for user_var in spec.runtime.env:  # may change RUNTIME_ENV_DEFAULTS; the schema refuses our other names
         env[user_var.name] = user_var.model_dump(by_alias=True, exclude_none=True)
     return list(env.values())
+
+
+def _optional(value: int | None) -> str | None:
+    """A setting left unset in the spec stays unset in the pod: the runtime's default applies."""
+    return None if value is None else str(value)
 
 
 def _http_probe(path: str, scheme: str, *, period: int, timeout: int, failures: int) -> dict[str, Any]:

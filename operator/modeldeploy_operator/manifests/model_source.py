@@ -9,6 +9,9 @@ from modeldeploy_operator.manifests.model import InvalidSpecError
 
 MODEL_VOLUME = "model-store"
 MODEL_MOUNT_PATH = "/mnt/models"
+# A fetched archive of a model directory unpacks to DEST/<its name less these>: the runtime's fetch follows
+# the same rule (docs/runtime.md), so the server is pointed at the directory, not the archive.
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ def plan_model_delivery(uri: str, download_size_limit: str | int = "20Gi") -> Mo
         if not file_name:
             raise InvalidSpecError(f"spec.model.uri: {uri!r} must end in a file name")
         return ModelDelivery(
-            model_path=posixpath.join(MODEL_MOUNT_PATH, file_name),
+            model_path=posixpath.join(MODEL_MOUNT_PATH, _unpacked_name(file_name)),
             # Bounded, so a model larger than expected cannot fill the node's disk and get other pods evicted.
             volumes=[{"name": MODEL_VOLUME, "emptyDir": {"sizeLimit": str(download_size_limit)}}],
             mounts=[{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH}],
@@ -47,3 +50,11 @@ def plan_model_delivery(uri: str, download_size_limit: str | int = "20Gi") -> Mo
     if scheme == "file":
         return ModelDelivery(model_path=location, verify_in_runtime=True)
     raise InvalidSpecError(f"spec.model.uri: scheme {scheme!r} is not supported; use pvc://, https:// or file://")
+
+
+def _unpacked_name(file_name: str) -> str:
+    """What the runtime serves of a fetched file: the file itself, or the directory an archive unpacks to."""
+    for suffix in ARCHIVE_SUFFIXES:
+        if file_name.endswith(suffix) and len(file_name) > len(suffix):
+            return file_name[: -len(suffix)]
+    return file_name

@@ -28,9 +28,16 @@ _SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 class AccessControl:
     def __init__(
-        self, app: ASGIApp, keys: ApiKeys | None, limits: KeyLimits | None, audit: AuditLog | None, payloads: bool
+        self,
+        app: ASGIApp,
+        keys: ApiKeys | None,
+        limits: KeyLimits | None,
+        audit: AuditLog | None,
+        payloads: bool,
+        text_model: bool = False,
     ) -> None:
         self._app = app
+        self._text_model = text_model  # refusals under /v1 take OpenAI's error shape
         self._keys = keys
         self._limits = limits
         self._audit = audit
@@ -84,7 +91,7 @@ class AccessControl:
                 if self._limits is not None and record.key_owner is not None:
                     self._limits.admit_request(record.key_owner)
             except ServingError as error:
-                await self._refuse(error, scope, receive, counting_send)
+                await self._refuse(error, scope, receive, counting_send, self._text_model)
                 return
             await self._app(scope, counting_receive, counting_send)
         finally:
@@ -108,12 +115,12 @@ class AccessControl:
         return owner
 
     @staticmethod
-    async def _refuse(error: ServingError, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(error: ServingError, scope: Scope, receive: Receive, send: Send, text_model: bool) -> None:
         if scope["type"] == "websocket":
             # Closing before accepting: the server answers the handshake with 403.
             await send({"type": "websocket.close", "code": 1008})
             return
-        await serving_error_response(error, scope["path"])(scope, receive, send)
+        await serving_error_response(error, scope["path"], text_model)(scope, receive, send)
 
 
 def _request_id(given: bytes | None) -> str:

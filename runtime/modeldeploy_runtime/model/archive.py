@@ -57,6 +57,8 @@ def _members_by_relative_path(archive: zipfile.ZipFile, path: Path) -> dict[str,
 
 
 def detect_format(path: Path) -> ModelFormat:
+    if path.is_dir():
+        return ModelFormat.HUGGINGFACE
     with _open_archive(path) as archive:
         members = _members_by_relative_path(archive, path)
         if pt2.ARCHIVE_FORMAT_PATH in members:

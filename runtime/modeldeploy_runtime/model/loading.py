@@ -25,7 +25,7 @@ from modeldeploy_runtime.settings import DtypeChoice, ModelFormat
 
 _log = logging.getLogger(__name__)
 
-_COMPUTE_DTYPES = {
+COMPUTE_DTYPES = {
     DtypeChoice.FLOAT32: torch.float32,
     DtypeChoice.FLOAT16: torch.float16,
     DtypeChoice.BFLOAT16: torch.bfloat16,
@@ -46,7 +46,7 @@ def load_model(
 ) -> ServableModel:
     """Raises ModelLoadError with a reason a person can act on."""
     resolved_format = model_format or detect_format(path)
-    compute_dtype = _COMPUTE_DTYPES[dtype_choice]
+    compute_dtype = COMPUTE_DTYPES[dtype_choice]
     if compute_dtype is torch.float16 and device.type == "cpu":
         _log.warning("float16 on the CPU is slow for most operators; bfloat16 or float32 is usually faster")
     try:

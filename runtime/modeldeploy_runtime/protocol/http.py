@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from modeldeploy_runtime.errors import ClientDisconnected, InvalidInput
+from modeldeploy_runtime.access.audit import request_record
+from modeldeploy_runtime.errors import ClientDisconnected, InvalidInput, ServingError
+from modeldeploy_runtime.protocol.errors import serving_error_response, unexpected_error_response
+from modeldeploy_runtime.service import InferenceService
 
 JSON_MEDIA_TYPE = "application/json"
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -58,3 +62,27 @@ async def wait_for_disconnect(request: Request) -> None:
     """Returns when the client disconnects; only meaningful once the body has been read."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+async def observed(
+    service: InferenceService,
+    protocol: str,
+    request: Request,
+    handle: Callable[[], Awaitable[Response]],
+    model: str | None = None,
+) -> Response:
+    """Runs a text model's route (none is on the fast path): its protocol (and model, when the path names it) in
+    the access record, errors in the shape of the request's protocol (protocol/errors.py), the request counted
+    and timed (a stream until its headers)."""
+    record = request_record(request.scope)
+    if record is not None:
+        record.protocol, record.model = protocol, model
+    started = time.perf_counter()
+    try:
+        response = await handle()
+    except ServingError as error:
+        response = serving_error_response(error, request.url.path, text_model=True)
+    except Exception:
+        response = unexpected_error_response(request.url.path, text_model=True)
+    service.metrics.observe_request(service.name, protocol, response.status_code, time.perf_counter() - started)
+    return response

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from modeldeploy_runtime import __version__
 from modeldeploy_runtime.errors import ModelNotReady
 from modeldeploy_runtime.intake import off_loop_when_large
+from modeldeploy_runtime.model.huggingface import PLATFORM as TEXT_GENERATION_PLATFORM
 from modeldeploy_runtime.protocol.http import (
     JSON_MEDIA_TYPE,
     body_chunks,
@@ -73,6 +74,11 @@ def v2_router(service: InferenceService) -> APIRouter:
     async def model_metadata(model_name: str) -> ModelMetadataResponse:
         """Input and output names, datatypes and shapes (batch dimension first, -1 = dynamic)."""
         model = service.metadata_model(model_name)
+        if model is None and service.text_model_created is not None:
+            # Text in, text out: the generate extension's endpoints and OpenAI's describe the rest.
+            return ModelMetadataResponse(
+                name=model_name, versions=["1"], platform=TEXT_GENERATION_PLATFORM, inputs=[], outputs=[]
+            )
         if model is None:
             raise ModelNotReady(f"model '{model_name}' has no metadata yet: {service.reason}")
         return ModelMetadataResponse(
