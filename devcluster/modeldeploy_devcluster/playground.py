@@ -1,7 +1,7 @@
 """The local playground behind `make dev`: a real control plane with simulated GPU nodes and one real node, the
 project's images built from its Dockerfiles, the chart's operator running as a pod, and sample ModelDeployments:
-one served for real on the real node and answering an inference request through its Service, one scheduled onto
-the simulated GPU nodes.
+a classifier and a text model served for real on the real node, each answering a request through its Service (v2
+inference, OpenAI chat completions), and a GPU classifier scheduled onto the simulated GPU nodes.
 
     python -m modeldeploy_devcluster.playground up [--once]   # Ctrl-C (or `down`) stops everything
     python -m modeldeploy_devcluster.playground down
@@ -37,6 +37,9 @@ SAMPLE = REPO / "examples" / "playground" / "iris-cpu.yaml"
 SAMPLE_NAME = "iris-cpu"
 MODEL_CLAIM = "playground-models"
 MODEL_FILE = "iris-classifier.pt"
+TEXT_SAMPLE = REPO / "examples" / "playground" / "text-generation.yaml"
+TEXT_SAMPLE_NAME = "tiny-llama"
+TEXT_MODEL_DIR = "tiny-llama"
 # Scheduled onto the simulated H100s: GPU placement, no container.
 GPU_SAMPLE = REPO / "examples" / "iris-classifier.yaml"
 GPU_SAMPLE_NAME = "iris-classifier"
@@ -125,18 +128,29 @@ def uninstall_operator(connection: ClusterConnection, *, release: str, namespace
     )
 
 
-def _build_model(directory: Path) -> None:
-    model = directory / MODEL_FILE
-    if not model.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, str(REPO / "examples/models/build_example_model.py"), "--out", str(model)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+def _build_models(directory: Path) -> None:
+    """The classifier and the tiny text model, on the machine's directory the claim's volume is."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for builder, target in (("build_example_model.py", MODEL_FILE), ("build_text_model.py", TEXT_MODEL_DIR)):
+        if not (directory / target).exists():
+            subprocess.run(
+                [sys.executable, str(REPO / "examples" / "models" / builder), "--out", str(directory / target)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
     # The runtime runs as 65532 and reads the claim read-only.
-    directory.chmod(0o755)
-    model.chmod(0o644)
+    for path in [directory, *directory.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _chat(url: str) -> tuple[str, dict[str, Any]]:
+    body = {"model": TEXT_SAMPLE_NAME, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 12}
+    payload = json.dumps(body)
+    request = urllib.request.Request(
+        f"{url}/v1/chat/completions", data=payload.encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return payload, json.loads(response.read())
 
 
 def _infer(url: str) -> tuple[str, dict[str, Any]]:
@@ -181,22 +195,29 @@ def up(state_dir: Path, once: bool) -> None:
         install_operator(connection, chart_values(local), state_dir)
         connection.kubectl("create", "namespace", NAMESPACE, check=False)
         models = state_dir / "models"
-        _build_model(models)
+        _build_models(models)
         connection.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(model_volume(MODEL_CLAIM, NAMESPACE, models)))
         applied = time.monotonic()
-        connection.kubectl("apply", "-f", str(SAMPLE), "-f", str(GPU_SAMPLE))
-        _say(f"applied {SAMPLE.relative_to(REPO)} and {GPU_SAMPLE.relative_to(REPO)}; waiting for Ready")
+        connection.kubectl("apply", "-f", str(SAMPLE), "-f", str(GPU_SAMPLE), "-f", str(TEXT_SAMPLE))
+        _say(f"applied the samples in {SAMPLE.parent.relative_to(REPO)} and {GPU_SAMPLE.relative_to(REPO)}")
         _wait_ready(connection, GPU_SAMPLE_NAME)
         _wait_ready(connection, SAMPLE_NAME)
         url = service_url(connection, NAMESPACE, SAMPLE_NAME)
         payload, answer = _infer(url)
         seconds = time.monotonic() - applied
+        _wait_ready(connection, TEXT_SAMPLE_NAME)
+        text_url = service_url(connection, NAMESPACE, TEXT_SAMPLE_NAME)
+        chat_payload, chat_answer = _chat(text_url)
         print(connection.kubectl("get", "md,deployment,service,pods", "-n", NAMESPACE, "-o", "wide").stdout)
         print(
             f"inference through the Service {url} (the runtime in a pod on the real node), "
             f"{seconds:.0f} s after kubectl apply:\n  request:  {payload}\n  response: {json.dumps(answer)}"
         )
-        print(_next_steps(connection, url))
+        print(
+            f"chat completion through the Service {text_url} (the text model in a pod on the real node):\n"
+            f"  request:  {chat_payload}\n  completion: {json.dumps(chat_answer)}"
+        )
+        print(_next_steps(connection, url, text_url))
         if not once:
             _say("running; Ctrl-C stops everything")
             stop = threading.Event()
@@ -210,7 +231,7 @@ def up(state_dir: Path, once: bool) -> None:
         down(state_dir, quiet=False)
 
 
-def _next_steps(connection: ClusterConnection, url: str) -> str:
+def _next_steps(connection: ClusterConnection, url: str, text_url: str) -> str:
     return f"""
 Next, in another shell:
   {connection.export_lines().strip().replace(chr(10), chr(10) + "  ")}
@@ -221,6 +242,8 @@ Next, in another shell:
   curl -s {url}/v2/models/{SAMPLE_NAME}
   curl -s -H 'Content-Type: application/json' {url}/v2/models/{SAMPLE_NAME}/infer \\
        -d '{{"inputs":[{{"name":"features","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}}]}}'
+  curl -s -H 'Content-Type: application/json' {text_url}/v1/chat/completions \\
+       -d '{{"model":"{TEXT_SAMPLE_NAME}","messages":[{{"role":"user","content":"Hi"}}],"max_tokens":16}}'
 """
 
 
