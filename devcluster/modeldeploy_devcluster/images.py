@@ -12,6 +12,7 @@ imports the images into that cluster's real node (when it runs), where pods use 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -19,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,14 +132,21 @@ def python_base() -> str:
             ]
         )
         Path(f"{rootfs}.tmp").rename(rootfs)
-    container = _run(["buildah", "from", "scratch"]).stdout.strip()
-    try:
+    with _scratch_container(reference) as container:
         _run(["buildah", "add", container, str(rootfs), "/"])
         _run(["buildah", "config", "--env", "LANG=C.UTF-8", "--cmd", "python3", container])
+    return reference
+
+
+@contextlib.contextmanager
+def _scratch_container(reference: str) -> Iterator[str]:
+    """A working container from scratch for the caller to fill, committed as `reference`, then removed."""
+    container = _run(["buildah", "from", "scratch"]).stdout.strip()
+    try:
+        yield container
         _run(["buildah", "commit", "--quiet", container, reference])
     finally:
         subprocess.run(["buildah", "rm", container], capture_output=True)
-    return reference
 
 
 def copied_files(dockerfile: Path) -> list[Path]:
@@ -207,13 +216,9 @@ def pause_image(bin_dir: Path) -> BuiltImage:
     archive = cache_dir() / f"pause-{_digest(binary.read_bytes(), PAUSE_IMAGE.encode())}.tar"
     if not archive.exists():
         archive.parent.mkdir(parents=True, exist_ok=True)
-        container = _run(["buildah", "from", "scratch"]).stdout.strip()
-        try:
+        with _scratch_container(PAUSE_IMAGE) as container:
             _run(["buildah", "copy", container, str(binary), "/pause"])
             _run(["buildah", "config", "--entrypoint", '["/pause"]', "--user", "65535:65535", container])
-            _run(["buildah", "commit", "--quiet", container, PAUSE_IMAGE])
-        finally:
-            subprocess.run(["buildah", "rm", container], capture_output=True)
         _run(["buildah", "push", "--quiet", PAUSE_IMAGE, f"docker-archive:{archive}.tmp:{PAUSE_IMAGE}"])
         Path(f"{archive}.tmp").rename(archive)
     return BuiltImage(PAUSE_IMAGE, archive)

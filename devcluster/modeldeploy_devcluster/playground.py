@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from modeldeploy_devcluster.cluster import LocalCluster
 from modeldeploy_devcluster.connection import ClusterConnection
 from modeldeploy_devcluster.images import LocalImages
 from modeldeploy_devcluster.real_node import real_node_scheduling
+from modeldeploy_devcluster.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "modeldeploy"
@@ -44,6 +46,7 @@ TEXT_MODEL_DIR = "tiny-llama"
 GPU_SAMPLE = REPO / "examples" / "iris-classifier.yaml"
 GPU_SAMPLE_NAME = "iris-classifier"
 READY_TIMEOUT_SECONDS = 300
+FIRST_ANSWER_TIMEOUT_SECONDS = 60
 
 
 def _say(message: str) -> None:
@@ -167,6 +170,11 @@ def _infer(url: str) -> tuple[str, dict[str, Any]]:
         return payload, json.loads(response.read())
 
 
+def _first_answer(call: Callable[[], tuple[str, dict[str, Any]]], url: str) -> tuple[str, dict[str, Any]]:
+    """kube-proxy programs a Service's endpoints a moment after the pod is Ready: until then connections are refused."""
+    return wait_until(call, f"a first answer from {url}", timeout=FIRST_ANSWER_TIMEOUT_SECONDS, ignore=(OSError,))
+
+
 def _wait_ready(connection: ClusterConnection, name: str) -> None:
     connection.kubectl(
         "wait",
@@ -203,11 +211,11 @@ def up(state_dir: Path, once: bool) -> None:
         _wait_ready(connection, GPU_SAMPLE_NAME)
         _wait_ready(connection, SAMPLE_NAME)
         url = service_url(connection, NAMESPACE, SAMPLE_NAME)
-        payload, answer = _infer(url)
+        payload, answer = _first_answer(lambda: _infer(url), url)
         seconds = time.monotonic() - applied
         _wait_ready(connection, TEXT_SAMPLE_NAME)
         text_url = service_url(connection, NAMESPACE, TEXT_SAMPLE_NAME)
-        chat_payload, chat_answer = _chat(text_url)
+        chat_payload, chat_answer = _first_answer(lambda: _chat(text_url), text_url)
         print(connection.kubectl("get", "md,deployment,service,pods", "-n", NAMESPACE, "-o", "wide").stdout)
         print(
             f"inference through the Service {url} (the runtime in a pod on the real node), "

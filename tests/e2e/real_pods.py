@@ -8,7 +8,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,19 @@ class Load:
                 self.answered += 1
             else:
                 self.failures.append(f"unexpected answer {answer}")
+
+
+@contextmanager
+def steady_load(cluster: ClusterConnection, namespace: str, name: str) -> Iterator[Load]:
+    """A ModelDeployment that already answers, under a Load through its Service for the duration of the block."""
+    wait_for_status(cluster, namespace, name, is_ready, "Ready")
+    wait_for_answer(cluster, namespace, name)
+    load = Load(service_url(cluster, namespace, name), name)
+    client = threading.Thread(target=load.run, daemon=True)
+    client.start()
+    try:
+        time.sleep(2)  # some traffic before the change
+        yield load
+    finally:
+        load.stop.set()
+        client.join(timeout=30)

@@ -4,15 +4,13 @@ operator while the old replicas keep answering through the Service; the spec sta
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from modeldeploy_devcluster.connection import ClusterConnection
-from modeldeploy_devcluster.playground import service_url
-from real_pods import MODEL_CLAIM, Load, condition, is_ready, status_of, wait_for_answer, wait_for_status
+from real_pods import MODEL_CLAIM, condition, status_of, steady_load, wait_for_status
 
 
 @pytest.mark.timeout(900)
@@ -24,13 +22,7 @@ def test_a_model_that_fails_to_load_is_rolled_back_while_the_service_keeps_answe
     broken.write_bytes(b"not a TorchScript archive\n" * 64)
     broken.chmod(0o644)
     deploy(name, replicas=2)
-    wait_for_status(cluster, namespace, name, is_ready, "Ready")
-    wait_for_answer(cluster, namespace, name)
-    load = Load(service_url(cluster, namespace, name), name)
-    client = threading.Thread(target=load.run, daemon=True)
-    client.start()
-    try:
-        time.sleep(2)
+    with steady_load(cluster, namespace, name) as load:
         deploy(name, replicas=2, model={"uri": f"pvc://{MODEL_CLAIM}/not-a-model.pt"})
         failed_at = time.monotonic()
 
@@ -39,9 +31,6 @@ def test_a_model_that_fails_to_load_is_rolled_back_while_the_service_keeps_answe
 
         status = wait_for_status(cluster, namespace, name, rolled_back, "RolledBack", timeout=600)
         seconds_to_rollback = time.monotonic() - failed_at
-    finally:
-        load.stop.set()
-        client.join(timeout=30)
     print(
         f"rollback with real pods: RolledBack {seconds_to_rollback:.1f} s after the bad spec; "
         f"sent {load.sent}, answered {load.answered}, failed {len(load.failures)}"

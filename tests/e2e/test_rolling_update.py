@@ -3,15 +3,13 @@ shutdown delay while kube-proxy takes the old pod out of the Service, and new po
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from modeldeploy_devcluster.connection import ClusterConnection
-from modeldeploy_devcluster.playground import service_url
-from real_pods import Load, is_ready, status_of, wait_for_answer, wait_for_status
+from real_pods import is_ready, status_of, steady_load, wait_for_status
 
 
 @pytest.mark.timeout(900)
@@ -20,13 +18,7 @@ def test_a_spec_change_rolls_out_under_load_without_a_failed_request(
 ) -> None:
     namespace, name = in_cluster_operator, "rolling"
     deploy(name, replicas=2)
-    wait_for_status(cluster, namespace, name, is_ready, "Ready")
-    wait_for_answer(cluster, namespace, name)
-    load = Load(service_url(cluster, namespace, name), name)
-    client = threading.Thread(target=load.run, daemon=True)
-    client.start()
-    try:
-        time.sleep(3)  # some traffic before the rollout starts
+    with steady_load(cluster, namespace, name) as load:
         generation_before = status_of(cluster, namespace, name)["observedGeneration"]
         runtime = {
             "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
@@ -45,9 +37,6 @@ def test_a_spec_change_rolls_out_under_load_without_a_failed_request(
         wait_for_status(cluster, namespace, name, rolled_out, "rolled out to the new spec", timeout=600)
         # The old pods' shutdown delay: they may still answer the connections they were given.
         time.sleep(8)
-    finally:
-        load.stop.set()
-        client.join(timeout=30)
     print(f"rolling update under load: sent {load.sent}, answered {load.answered}, failed {len(load.failures)}")
     assert load.sent > 50 and not load.ran_out, "the load ran through the whole rollout"
     assert load.failures == []
