@@ -198,7 +198,7 @@ def test_bad_uri_is_a_settings_error(tmp_path: Path) -> None:
     ],
 )
 def test_fetch_writes_the_file_the_operator_points_the_server_at(uri: str) -> None:
-    assert target_name(uri) == posixpath.basename(plan_model_delivery(uri).model_path)
+    assert target_name(uri) == posixpath.basename(plan_model_delivery(uri, "20Gi").model_path)
 
 
 def _tar(path: Path, entries: list[tuple[str, bytes | None, str | None]]) -> Path:
@@ -226,7 +226,9 @@ def test_an_archive_unpacks_to_the_directory_the_operator_points_the_server_at(t
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     result = fetch(tmp_path, "--uri", archive.as_uri(), "--dest", str(tmp_path / "dest"), "--sha256", digest)
     assert result.returncode == 0, result.stderr
-    served = tmp_path / "dest" / posixpath.basename(plan_model_delivery(f"https://h/m/{archive.name}").model_path)
+    served = (
+        tmp_path / "dest" / posixpath.basename(plan_model_delivery(f"https://h/m/{archive.name}", "20Gi").model_path)
+    )
     assert (served / "config.json").read_bytes() == b"{}"
     assert (served / "weights" / "model.safetensors").read_bytes() == b"w" * 100
     assert [path.name for path in (tmp_path / "dest").iterdir()] == ["tiny-llm"], "the archive is removed"

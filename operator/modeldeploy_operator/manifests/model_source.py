@@ -25,7 +25,7 @@ class ModelDelivery:
     verify_in_runtime: bool = False  # the runtime checks sha256 itself when nothing fetched (and checked) it
 
 
-def plan_model_delivery(uri: str, download_size_limit: str | int = "20Gi") -> ModelDelivery:
+def plan_model_delivery(uri: str, download_size_limit: str | int) -> ModelDelivery:
     # pvc:// and file:// name files, not URLs: '?', '#' and '%' are parts of the file's name.
     scheme, _, location = uri.partition("://")
     if scheme == "pvc":
