@@ -42,8 +42,9 @@ from typing import Annotated, Any
 import httpx
 from modeldeploy_devcluster import ClusterConfig, ClusterConnection, LocalCluster
 from modeldeploy_devcluster.local_operator import LocalOperator, start_local_operator
+from modeldeploy_operator.api import ModelDeployment
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_service
+from modeldeploy_operator.manifests import build_deployment, build_service
 from modeldeploy_operator.manifests.deployment import BuildOptions
 from modeldeploy_operator.manifests.labels import FIELD_MANAGER
 from modeldeploy_operator.reconcile.drift import stamp

@@ -9,7 +9,8 @@ from collections import Counter
 
 import pytest
 from benchmark_scripts import BENCHMARKS, load_benchmark
-from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_service
+from modeldeploy_operator.api import ModelDeployment
+from modeldeploy_operator.manifests import build_deployment, build_service
 from modeldeploy_operator.manifests.deployment import BuildOptions
 from modeldeploy_operator.manifests.labels import SPEC_HASH_ANNOTATION
 from modeldeploy_operator.reconcile.drift import stamp

@@ -11,8 +11,9 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
+from modeldeploy_operator.api import ModelDeployment
 from modeldeploy_operator.kube import ModelDeploymentResource
-from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_network_policy, build_service
+from modeldeploy_operator.manifests import build_deployment, build_network_policy, build_service
 from modeldeploy_operator.manifests.deployment import BuildOptions
 
 names = st.from_regex(r"[a-z]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)

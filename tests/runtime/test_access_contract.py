@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from modeldeploy_operator.manifests import ModelDeployment, build_deployment
+from modeldeploy_operator.api import ModelDeployment
+from modeldeploy_operator.manifests import build_deployment
 from modeldeploy_operator.manifests.deployment import BuildOptions
 from modeldeploy_runtime.settings import ServeSettings
 from runtime_server import RuntimeServer

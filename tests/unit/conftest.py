@@ -2,7 +2,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from modeldeploy_operator.manifests import ModelDeployment
+from modeldeploy_operator.api import ModelDeployment
 
 MakeModelDeployment = Callable[..., ModelDeployment]
 

@@ -3,10 +3,10 @@
 from typing import Any
 
 import pytest
+from modeldeploy_operator.api import InvalidSpecError, ModelDeployment
 from modeldeploy_operator.api.v1alpha1 import OPERATOR_SET_RUNTIME_ENV
 from modeldeploy_operator.manifests import build_deployment, build_service, service_url
 from modeldeploy_operator.manifests.deployment import RUNTIME_ENV_DEFAULTS, BuildOptions, gpu_taint_key, template_hash
-from modeldeploy_operator.manifests.model import InvalidSpecError, ModelDeployment
 
 OPTIONS = BuildOptions(default_runtime_image="registry.local/runtime:1")
 
@@ -175,9 +175,13 @@ def test_a_huggingface_directory_on_a_volume_is_served_in_place_with_the_runtime
     assert "MODELDEPLOY_MAX_NUM_SEQS" not in runtime_env and "MODELDEPLOY_MAX_MODEL_LEN" not in runtime_env
 
 
-def test_https_uri_without_a_file_name_is_invalid(make_md) -> None:
-    with pytest.raises(InvalidSpecError, match=r"spec\.model\.uri"):
-        build_deployment(make_md({"model": {"uri": "https://models.example.com/dir/"}}), OPTIONS)
+def test_a_model_uri_the_builders_cannot_serve_is_refused_by_the_parse(make_md) -> None:
+    with pytest.raises(InvalidSpecError) as no_file_name:
+        make_md({"model": {"uri": "https://models.example.com/dir/?v=2"}})
+    assert str(no_file_name.value) == "spec.model.uri: 'https://models.example.com/dir/?v=2' must end in a file name"
+    with pytest.raises(InvalidSpecError) as scheme:
+        make_md({"model": {"uri": "s3://bucket/model.pt"}})
+    assert str(scheme.value) == "spec.model.uri: scheme 's3' is not supported; use pvc://, https:// or file://"
 
 
 def test_pods_run_with_secure_defaults(make_md, gpu_spec) -> None:

@@ -4,7 +4,8 @@ import copy
 import json
 from typing import Any
 
-from modeldeploy_operator.manifests import ModelDeployment, build_deployment
+from modeldeploy_operator.api import ModelDeployment
+from modeldeploy_operator.manifests import build_deployment
 from modeldeploy_operator.manifests.deployment import BuildOptions, template_hash
 from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
 

@@ -6,12 +6,15 @@ parses each object into these frozen models at the edge of a handler; the apiser
 rules at apply time, so a parse failure means a schema/operator version skew, reported as a permanent error.
 """
 
+import posixpath
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
+from pydantic_core import PydanticCustomError
 
 from modeldeploy_operator.api.quantity import QUANTITY_PATTERN
 
@@ -27,6 +30,7 @@ DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 # Server-side apply sends manifests as YAML, which cannot carry other control characters: refuse them up front.
 YAML_PRINTABLE = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x84\x86-\x9F]*$"
 MAX_GPUS_PER_POD = 16
+MODEL_URI_SCHEMES = ("pvc", "https", "file")
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> JsonDict:
@@ -136,6 +140,19 @@ class ModelSource(_Model):
         description="Most an https:// model may take on the node: the size limit of the volume it is downloaded "
         "into. A larger download fails with reason FetchFailed before the kubelet would evict the pod.",
     )
+
+    @field_validator("uri")
+    @classmethod
+    def _servable_uri(cls, uri: str) -> str:
+        """Beyond the CEL rule (which the apiserver enforces, and an older CRD may lack): an https:// model is
+        saved under the URI's file name, so the URI must have one."""
+        scheme, _, _ = uri.partition("://")
+        if scheme not in MODEL_URI_SCHEMES:
+            message = "scheme '{scheme}' is not supported; use pvc://, https:// or file://"
+            raise PydanticCustomError("model_uri_scheme", message, {"scheme": scheme})
+        if scheme == "https" and not posixpath.basename(urlsplit(uri).path):
+            raise PydanticCustomError("model_uri_file_name", "'{uri}' must end in a file name", {"uri": uri})
+        return uri
 
 
 class GpuSpec(_Model):

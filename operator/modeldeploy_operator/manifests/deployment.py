@@ -7,11 +7,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from modeldeploy_operator.api.quantity import parse_quantity
+from modeldeploy_operator.api.resource import ModelDeployment
 from modeldeploy_operator.api.v1alpha1 import ModelDeploymentSpec
 from modeldeploy_operator.manifests.access import AccessPlan, plan_access
 from modeldeploy_operator.manifests.content_hash import content_hash
-from modeldeploy_operator.manifests.labels import TEMPLATE_HASH_ANNOTATION, common_labels, selector_labels
-from modeldeploy_operator.manifests.model import ModelDeployment
+from modeldeploy_operator.manifests.labels import (
+    TEMPLATE_HASH_ANNOTATION,
+    child_metadata,
+    common_labels,
+    selector_labels,
+)
 from modeldeploy_operator.manifests.model_source import ModelDelivery, plan_model_delivery
 from modeldeploy_operator.manifests.service import RUNTIME_PORT_NAME
 
@@ -58,7 +63,7 @@ def build_deployment(md: ModelDeployment, options: BuildOptions) -> dict[str, An
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": md.child_metadata(),
+        "metadata": child_metadata(md),
         "spec": deployment_spec,
     }
 

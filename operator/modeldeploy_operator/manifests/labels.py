@@ -1,5 +1,8 @@
 """Names and labels shared by every child object."""
 
+from typing import Any
+
+from modeldeploy_operator.api.resource import ModelDeployment
 from modeldeploy_operator.api.v1alpha1 import GROUP
 
 MANAGED_BY = "modeldeploy-operator"
@@ -39,3 +42,13 @@ def common_labels(instance: str, model_name: str) -> dict[str, str]:
 
 def selector_string(instance: str) -> str:
     return ",".join(f"{key}={value}" for key, value in selector_labels(instance).items())
+
+
+def child_metadata(md: ModelDeployment) -> dict[str, Any]:
+    """Name, namespace, labels and owner of every child: named after its ModelDeployment, collected with it."""
+    return {
+        "name": md.name,
+        "namespace": md.namespace,
+        "labels": common_labels(md.name, md.model_name),
+        "ownerReferences": [md.owner_reference()],
+    }

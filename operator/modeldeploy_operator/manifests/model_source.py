@@ -5,8 +5,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from modeldeploy_operator.manifests.model import InvalidSpecError
-
 MODEL_VOLUME = "model-store"
 MODEL_MOUNT_PATH = "/mnt/models"
 # A fetched archive of a model directory unpacks to DEST/<its name less these>: the runtime's fetch follows
@@ -37,9 +35,7 @@ def plan_model_delivery(uri: str, download_size_limit: str | int) -> ModelDelive
             verify_in_runtime=True,
         )
     if scheme == "https":
-        file_name = posixpath.basename(urlsplit(uri).path)
-        if not file_name:
-            raise InvalidSpecError(f"spec.model.uri: {uri!r} must end in a file name")
+        file_name = posixpath.basename(urlsplit(uri).path)  # never empty: the parse refuses such a URI
         return ModelDelivery(
             model_path=posixpath.join(MODEL_MOUNT_PATH, _unpacked_name(file_name)),
             # Bounded, so a model larger than expected cannot fill the node's disk and get other pods evicted.
@@ -47,9 +43,8 @@ def plan_model_delivery(uri: str, download_size_limit: str | int) -> ModelDelive
             mounts=[{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH}],
             fetch_uri=uri,
         )
-    if scheme == "file":
-        return ModelDelivery(model_path=location, verify_in_runtime=True)
-    raise InvalidSpecError(f"spec.model.uri: scheme {scheme!r} is not supported; use pvc://, https:// or file://")
+    # file://, the one scheme left after the parse (api/v1alpha1.py: ModelSource)
+    return ModelDelivery(model_path=location, verify_in_runtime=True)
 
 
 def _unpacked_name(file_name: str) -> str:

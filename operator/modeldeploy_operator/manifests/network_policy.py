@@ -9,8 +9,8 @@ routes (health, readiness, metrics).
 
 from typing import Any
 
-from modeldeploy_operator.manifests.labels import selector_labels
-from modeldeploy_operator.manifests.model import ModelDeployment
+from modeldeploy_operator.api.resource import ModelDeployment
+from modeldeploy_operator.manifests.labels import child_metadata, selector_labels
 from modeldeploy_operator.manifests.service import RUNTIME_PORT_NAME
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -32,7 +32,7 @@ def build_network_policy(md: ModelDeployment, metrics_scraper_namespace: str) ->
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": md.child_metadata(),
+        "metadata": child_metadata(md),
         "spec": {
             "podSelector": {"matchLabels": selector_labels(md.name)},
             "policyTypes": ["Ingress"],

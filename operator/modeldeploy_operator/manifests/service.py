@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from modeldeploy_operator.manifests.labels import selector_labels
-from modeldeploy_operator.manifests.model import ModelDeployment
+from modeldeploy_operator.api.resource import ModelDeployment
+from modeldeploy_operator.manifests.labels import child_metadata, selector_labels
 
 RUNTIME_PORT_NAME = "http"
 
@@ -12,7 +12,7 @@ def build_service(md: ModelDeployment) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": md.child_metadata(),
+        "metadata": child_metadata(md),
         "spec": {
             "type": md.spec.service.type,
             "selector": selector_labels(md.name),

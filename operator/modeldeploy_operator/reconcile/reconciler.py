@@ -15,9 +15,9 @@ from typing import Any
 import kopf
 
 from modeldeploy_operator import metrics
+from modeldeploy_operator.api import InvalidSpecError, ModelDeployment
 from modeldeploy_operator.kube import KubeApi, RejectedError, TransientError
 from modeldeploy_operator.manifests import (
-    ModelDeployment,
     build_deployment,
     build_network_policy,
     build_service,
@@ -25,7 +25,6 @@ from modeldeploy_operator.manifests import (
 )
 from modeldeploy_operator.manifests.deployment import BuildOptions, template_hash
 from modeldeploy_operator.manifests.labels import selector_labels, selector_string
-from modeldeploy_operator.manifests.model import InvalidSpecError
 from modeldeploy_operator.reconcile.drift import needs_apply, stamp
 from modeldeploy_operator.reconcile.own_writes import OwnWrites
 from modeldeploy_operator.reconcile.rollback import (
@@ -128,9 +127,6 @@ class Reconciler:
                 logger.info("applied %s %s/%s (%s)", kind, md.namespace, md.name, reason)
                 if reason == "drifted" or (reason == "missing" and body.get("status")):
                     await self._event(body, "Normal", "DriftCorrected", f"restored {kind} {md.name} ({reason})")
-        except InvalidSpecError as error:
-            await self._report_unservable(body, children, Failure("InvalidSpec", str(error)))
-            raise kopf.PermanentError(f"invalid spec: {error}") from error
         except RejectedError as error:
             kept = "; the previous spec keeps serving" if children.deployment else ""
             failure = Failure("ApplyFailed", f"the apiserver rejected the {kind} built from this spec: {error}{kept}")

@@ -1,4 +1,8 @@
-"""The parsed ModelDeployment the builders work from: identity plus the typed spec."""
+"""The ModelDeployment as the operator works with it: identity plus the validated spec, parsed once from a body.
+
+The one place where a body can fail to be served: everything downstream (the builders in manifests/) takes this
+frozen object and cannot fail.
+"""
 
 from dataclasses import dataclass
 from typing import Any
@@ -6,7 +10,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, KIND, ModelDeploymentSpec
-from modeldeploy_operator.manifests.labels import common_labels
 
 
 class InvalidSpecError(ValueError):
@@ -40,16 +43,8 @@ class ModelDeployment:
     def model_name(self) -> str:
         return self.spec.model.name or self.name
 
-    def child_metadata(self) -> dict[str, Any]:
-        """Name, namespace, labels and owner of every child: named after its ModelDeployment, collected with it."""
-        return {
-            "name": self.name,
-            "namespace": self.namespace,
-            "labels": common_labels(self.name, self.model_name),
-            "ownerReferences": [self.owner_reference()],
-        }
-
     def owner_reference(self) -> dict[str, Any]:
+        """Makes this ModelDeployment the controller of a child: garbage collection deletes the child with it."""
         return {
             "apiVersion": API_VERSION,
             "kind": KIND,
