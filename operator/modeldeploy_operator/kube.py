@@ -1,7 +1,8 @@
 """All Kubernetes API writes of the operator: server-side apply of children, ModelDeployment status, events.
 
-Reads come from kopf's watches and indexes, so the steady state costs no requests. The one read here is an
-automatic rollback's: the pod template of the ReplicaSet that last ran Ready, once per rollback. Requests are
+Reads come from kopf's watches and indexes, so the steady state costs no requests. The reads here are an
+automatic rollback's (the pod template of the ReplicaSet that last ran Ready, once per rollback) and the check,
+before a child the watches do not show is created, that no object of someone else's has its name. Requests are
 bounded in flight: a thousand ModelDeployments created at once must queue here, not exhaust the connection pool
 and time out at the apiserver.
 """
@@ -25,7 +26,7 @@ from modeldeploy_operator.manifests.deployment import template_hash
 from modeldeploy_operator.manifests.labels import FIELD_MANAGER, REPLICAS_HANDOVER_FIELD_MANAGER
 
 ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
-_CHILD_RESOURCES = {"Deployment": Deployment, "Service": Service, "NetworkPolicy": NetworkPolicy}
+_CHILD_RESOURCES: dict[str, Any] = {"Deployment": Deployment, "Service": Service, "NetworkPolicy": NetworkPolicy}
 REQUEST_TIMEOUT_SECONDS = 30.0
 
 
@@ -56,6 +57,22 @@ class KubeApi:
         applied = await self._server_side_apply(manifest, FIELD_MANAGER, force=True)
         applied.metadata.managedFields = None
         return dict(applied.to_dict())
+
+    async def read_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The child as the apiserver has it now, without managedFields; None when there is none."""
+
+        async def get(client: AsyncClient) -> dict[str, Any] | None:
+            try:
+                found: Any = await client.get(_CHILD_RESOURCES[kind], name, namespace=namespace)
+            except ApiError as error:
+                if error.status.code == 404:
+                    return None
+                raise
+            found.metadata.managedFields = None
+            return dict(found.to_dict())
+
+        result: dict[str, Any] | None = await self._request(get)
+        return result
 
     async def hand_over_replicas(self, namespace: str, name: str, replicas: int) -> bool:
         """Gives a Deployment's spec.replicas a second owner at its current value, before an apply of ours leaves

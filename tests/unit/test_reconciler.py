@@ -1,48 +1,89 @@
-"""The reconciler's rollback path against a recording fake of KubeApi: what it reads and writes, and when not."""
+"""The reconciler's decisions against an in-memory fake of its I/O boundary: what it reads and writes, when it
+writes nothing, and which errors stop it for good."""
 
 import copy
 import json
+from collections.abc import Mapping
 from typing import Any
 
+import kopf
+import pytest
 from modeldeploy_operator.api import ModelDeployment
+from modeldeploy_operator.kube import RejectedError, TransientError
 from modeldeploy_operator.manifests import build_deployment
 from modeldeploy_operator.manifests.deployment import BuildOptions, template_hash
-from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
+from modeldeploy_operator.reconcile.reconciler import (
+    CONFLICT_RECHECK_SECONDS,
+    RETRY_DELAY_SECONDS,
+    Children,
+    Reconciler,
+)
 
 IMAGE = "runtime:1"
 ANNOTATION = "serving.modeldeploy.dev/template-hash"
 
 
-class RecordingApi:
-    """KubeApi's surface, answering as the apiserver would and keeping every call."""
+class FakeCluster:
+    """The reconciler's I/O boundary (reconcile/cluster_api.py) in memory: an apiserver holding the children it
+    was given or that were applied, answering as the real one would, and keeping every call."""
 
-    def __init__(self, replicaset_templates: dict[str, dict[str, Any]]) -> None:
-        self.replicaset_templates = replicaset_templates
+    def __init__(self, replicaset_templates: dict[str, dict[str, Any]] | None = None) -> None:
+        self.replicaset_templates = replicaset_templates or {}
+        self.objects: dict[str, dict[str, Any]] = {}  # by kind: the one child of that kind named after the md
         self.calls: list[tuple[str, Any]] = []
+        self.failures: dict[str, Exception] = {}  # by kind: what applying it raises
         self.version = 100
+
+    def _next_version(self) -> str:
+        self.version += 1
+        return str(self.version)
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("apply", manifest))
-        self.version += 1
-        return {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": str(self.version)}}
+        if manifest["kind"] in self.failures:
+            raise self.failures[manifest["kind"]]
+        applied = {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": self._next_version()}}
+        self.objects[manifest["kind"]] = applied
+        return copy.deepcopy(applied)
 
-    async def replicaset_template(self, namespace: str, selector: Any, version: str) -> dict[str, Any] | None:
+    async def read_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("read_child", kind))
+        return copy.deepcopy(self.objects.get(kind))
+
+    async def hand_over_replicas(self, namespace: str, name: str, replicas: int) -> bool:
+        self.calls.append(("hand_over_replicas", replicas))
+        return True
+
+    async def replicaset_template(
+        self, namespace: str, selector: Mapping[str, str | None], version: str
+    ) -> dict[str, Any] | None:
         self.calls.append(("replicaset_template", version))
         return copy.deepcopy(self.replicaset_templates.get(version))
 
     async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
         self.calls.append(("write_status", status))
-        self.version += 1
-        return str(self.version)
+        return self._next_version()
 
     async def post_event(self, owner: dict[str, Any], event_type: str, reason: str, message: str) -> None:
-        self.calls.append(("post_event", reason))
+        self.calls.append(("post_event", (event_type, reason, message)))
 
     def made(self, kind: str) -> list[Any]:
         return [argument for call, argument in self.calls if call == kind]
 
     def applied(self, kind: str) -> list[dict[str, Any]]:
         return [manifest for manifest in self.made("apply") if manifest["kind"] == kind]
+
+    def events(self) -> list[str]:
+        return [reason for _, reason, _ in self.made("post_event")]
+
+    def children(self, **overrides: Any) -> Children:
+        """What the watches show once they caught up with the apiserver."""
+        shown = {
+            "deployment": self.objects.get("Deployment"),
+            "service": self.objects.get("Service"),
+            "network_policy": self.objects.get("NetworkPolicy"),
+        }
+        return Children(**{**copy.deepcopy(shown), **overrides})
 
 
 def _body(generation: int, uri: str, revisions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -79,8 +120,8 @@ async def test_a_failing_update_is_rolled_back_once_and_then_held_without_reads_
     succeeded = {"generation": 1, "templateHash": good, "modelUri": "file:///models/good.pt", "outcome": "Succeeded"}
     body = _body(2, "file:///models/broken.pt", [{**succeeded, "time": "2026-11-23T11:00:00Z"}])
     broken = _live(body, replicas=3, updatedReplicas=1, readyReplicas=2, availableReplicas=2)
-    api = RecordingApi({good: good_template})
-    reconciler = Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring")  # type: ignore[arg-type]
+    api = FakeCluster({good: good_template})
+    reconciler = Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring")
 
     await reconciler.reconcile(
         body, Children(deployment=broken, pods=[_crashing_pod(str(template_hash(broken)))]), "child"
@@ -98,7 +139,7 @@ async def test_a_failing_update_is_rolled_back_once_and_then_held_without_reads_
     )
     (status,) = api.made("write_status")
     assert {c["type"]: c["status"] for c in status["conditions"]}["RolledBack"] == "True"
-    assert "RolledBack" in api.made("post_event")
+    assert "RolledBack" in api.events()
 
     # The next event: the watch shows the held Deployment and the written status; nothing to read, nothing to write.
     api.calls.clear()
@@ -107,3 +148,180 @@ async def test_a_failing_update_is_rolled_back_once_and_then_held_without_reads_
     shown["status"]["availableReplicas"] = 2
     await reconciler.reconcile({**body, "status": status}, Children(deployment=shown), "child")
     assert api.made("replicaset_template") == [] and api.applied("Deployment") == []
+
+
+def _new_body(**spec: Any) -> dict[str, Any]:
+    metadata = {"name": "resnet", "namespace": "team-a", "uid": "uid-1", "generation": 1}
+    return {"metadata": metadata, "spec": {"model": {"uri": "file:///models/resnet.pt"}, "replicas": 2, **spec}}
+
+
+def _reconciler(api: FakeCluster) -> Reconciler:
+    return Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring")
+
+
+def _stored(status: dict[str, Any]) -> dict[str, Any]:
+    """The status as the watch shows it: the apiserver stores a merge patch's nulls as absent keys."""
+    return {key: value for key, value in status.items() if value is not None}
+
+
+def _conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+async def _created(api: FakeCluster, body: dict[str, Any]) -> dict[str, Any]:
+    """Reconciles a new ModelDeployment; returns it as the watch then shows it, with the status written."""
+    await _reconciler(api).reconcile(body, Children(), "spec")
+    (status,) = api.made("write_status")
+    api.calls.clear()
+    return {**body, "status": _stored(status)}
+
+
+async def test_a_new_model_deployment_gets_its_children_and_then_nothing_is_written_while_nothing_changes() -> None:
+    api = FakeCluster()
+    body = _new_body()
+
+    await _reconciler(api).reconcile(body, Children(), "spec")
+
+    assert [kind for kind in ("Deployment", "Service", "NetworkPolicy") if api.applied(kind)] == [
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+    ]
+    assert sorted(api.made("read_child")) == ["Deployment", "NetworkPolicy", "Service"]  # nothing of another's
+    (status,) = api.made("write_status")
+    assert _conditions(status)["Ready"][0] == "False" and "DriftCorrected" not in api.events()
+
+    # A restarted operator (nothing remembered) sees the same children and status: no request at all.
+    api.calls.clear()
+    for trigger in ("resume", "child", "resync"):
+        await _reconciler(api).reconcile({**body, "status": _stored(status)}, api.children(), trigger)
+    assert api.calls == []
+
+
+async def test_replicas_are_handed_to_the_hpa_before_an_apply_that_leaves_them_out() -> None:
+    api = FakeCluster()
+    body = await _created(api, _new_body())
+    scaled = api.children().deployment
+    assert scaled is not None
+    scaled["spec"]["replicas"] = 5  # the HPA scaled it
+
+    await _reconciler(api).reconcile(body, api.children(deployment=scaled, deployment_autoscaled=True), "autoscaler")
+
+    assert [call for call, _ in api.calls if call in ("hand_over_replicas", "apply")] == [
+        "hand_over_replicas",
+        "apply",
+    ]
+    assert api.made("hand_over_replicas") == [5]
+    (applied,) = api.applied("Deployment")
+    assert "replicas" not in applied["spec"]
+    (status,) = api.made("write_status")
+    assert status["readySummary"] == "0/5"  # the HPA's count is the desired one
+
+
+async def test_an_apply_the_apiserver_rejects_stops_for_good_with_the_reason_in_the_status() -> None:
+    api = FakeCluster()
+    api.failures["Deployment"] = RejectedError('Deployment.apps "resnet" is invalid: spec.template: bad')
+
+    with pytest.raises(kopf.PermanentError, match="rejected the Deployment"):
+        await _reconciler(api).reconcile(_new_body(), Children(), "spec")
+
+    (status,) = api.made("write_status")
+    assert _conditions(status)["Ready"] == ("False", "ApplyFailed")
+    assert _conditions(status)["Stalled"] == ("True", "ApplyFailed")
+    assert "spec.template: bad" in status["lastFailure"]["message"]
+    assert api.applied("Service") == []  # nothing after the Deployment that failed
+
+
+async def test_an_unreachable_apiserver_is_retried_after_a_delay_without_a_status() -> None:
+    api = FakeCluster()
+    api.failures["Service"] = TransientError("HTTP 503: the server is currently unable to handle the request")
+
+    with pytest.raises(kopf.TemporaryError, match="applying Service: HTTP 503") as retried:
+        await _reconciler(api).reconcile(_new_body(), Children(), "spec")
+
+    assert retried.value.delay == RETRY_DELAY_SECONDS
+    assert api.made("write_status") == []
+
+
+async def test_a_spec_the_parse_refuses_stops_for_good_with_the_field_in_the_status() -> None:
+    api = FakeCluster()
+    body = _new_body(model={"uri": "https://models.example.com/dir/"})
+
+    with pytest.raises(kopf.PermanentError, match=r"spec\.model\.uri"):
+        await _reconciler(api).reconcile(body, Children(), "spec")
+
+    (status,) = api.made("write_status")
+    assert _conditions(status)["Ready"] == ("False", "InvalidSpec")
+    assert api.made("apply") == [] and api.made("read_child") == []
+
+
+def _foreign_service() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "resnet", "namespace": "team-a", "resourceVersion": "7", "labels": {"app": "legacy"}},
+        "spec": {"selector": {"app": "legacy"}, "ports": [{"port": 9000}]},
+    }
+
+
+async def test_an_object_of_someone_else_with_the_name_is_never_taken_over() -> None:
+    api = FakeCluster()
+    api.objects["Service"] = _foreign_service()
+
+    with pytest.raises(kopf.TemporaryError) as retried:
+        await _reconciler(api).reconcile(_new_body(), Children(), "spec")
+
+    assert retried.value.delay == CONFLICT_RECHECK_SECONDS
+    assert api.made("apply") == [] and api.objects["Service"] == _foreign_service()
+    (status,) = api.made("write_status")
+    conditions = _conditions(status)
+    assert conditions["Ready"] == ("False", "ChildConflict")
+    assert conditions["Degraded"] == ("True", "ChildConflict") and conditions["Stalled"] == ("True", "ChildConflict")
+    (ready,) = [c for c in status["conditions"] if c["type"] == "Ready"]
+    assert ready["message"].startswith(
+        "Service team-a/resnet exists and was not created for this ModelDeployment (no controller owner reference)"
+    )
+    assert "delete or rename that Service" in ready["message"]
+    assert [(kind, reason) for kind, reason, _ in api.made("post_event")] == [("Warning", "ChildConflict")]
+
+    # Checked again (the retry): the same status is not written twice. Then a person deletes the Service.
+    api.calls.clear()
+    body = {**_new_body(), "status": _stored(status)}
+    with pytest.raises(kopf.TemporaryError):
+        await _reconciler(api).reconcile(body, Children(), "spec")
+    assert api.made("write_status") == [] and api.made("apply") == []
+    del api.objects["Service"]
+    await _reconciler(api).reconcile(body, Children(), "spec")
+    assert len(api.applied("Service")) == 1 and "Recovered" in api.events()
+
+
+async def test_our_own_child_the_watch_has_not_shown_yet_is_applied_and_a_dead_owners_is_not() -> None:
+    api = FakeCluster()
+    body = await _created(api, _new_body())
+    ours = api.children()
+
+    # The index lags (ours.service left out): the read finds our owner reference, so the apply goes ahead.
+    await _reconciler(api).reconcile(body, api.children(service=None), "resync")
+    assert api.made("read_child") == ["Service"] and len(api.applied("Service")) == 1
+
+    # The child of an earlier ModelDeployment of the same name, not yet collected, is not ours either.
+    api.calls.clear()
+    earlier = copy.deepcopy(ours.network_policy)
+    assert earlier is not None
+    earlier["metadata"]["ownerReferences"][0]["uid"] = "uid-0"
+    with pytest.raises(kopf.TemporaryError, match="an earlier ModelDeployment of this name"):
+        await _reconciler(api).reconcile(body, api.children(network_policy=earlier), "child")
+    assert api.made("apply") == []
+
+
+async def test_a_deleted_child_is_recreated_with_a_drift_corrected_event() -> None:
+    api = FakeCluster()
+    body = await _created(api, _new_body())
+    del api.objects["Service"]  # someone deleted it: the watch shows it gone
+
+    await _reconciler(api).reconcile(body, api.children(), "child")
+
+    assert api.made("read_child") == ["Service"]
+    assert [manifest["kind"] for manifest in api.made("apply")] == ["Service"]
+    (event,) = api.made("post_event")
+    assert event == ("Normal", "DriftCorrected", "restored Service resnet (missing)")

@@ -16,7 +16,7 @@ import kopf
 
 from modeldeploy_operator import metrics
 from modeldeploy_operator.api import InvalidSpecError, ModelDeployment
-from modeldeploy_operator.kube import KubeApi, RejectedError, TransientError
+from modeldeploy_operator.kube import RejectedError, TransientError
 from modeldeploy_operator.manifests import (
     build_deployment,
     build_network_policy,
@@ -25,8 +25,10 @@ from modeldeploy_operator.manifests import (
 )
 from modeldeploy_operator.manifests.deployment import BuildOptions, template_hash
 from modeldeploy_operator.manifests.labels import selector_labels, selector_string
+from modeldeploy_operator.reconcile.cluster_api import ClusterApi
 from modeldeploy_operator.reconcile.drift import needs_apply, stamp
 from modeldeploy_operator.reconcile.own_writes import OwnWrites
+from modeldeploy_operator.reconcile.ownership import child_conflict
 from modeldeploy_operator.reconcile.rollback import (
     Rollback,
     Version,
@@ -41,6 +43,8 @@ from modeldeploy_operator.reconcile.workload import Failure
 logger = logging.getLogger(__name__)
 
 RETRY_DELAY_SECONDS = 10
+# A conflicting object is not watched (it is not ours), so nothing tells us when a person removes it: look again.
+CONFLICT_RECHECK_SECONDS = 30
 STATUS = "status"  # the OwnWrites kind under which our last status write is kept
 
 
@@ -67,7 +71,7 @@ class DeploymentPlan:
 
 
 class Reconciler:
-    def __init__(self, api: KubeApi, default_runtime_image: str, metrics_scraper_namespace: str) -> None:
+    def __init__(self, api: ClusterApi, default_runtime_image: str, metrics_scraper_namespace: str) -> None:
         self._api = api
         self._default_runtime_image = default_runtime_image
         self._metrics_scraper_namespace = metrics_scraper_namespace
@@ -112,8 +116,15 @@ class Reconciler:
         kind = "Deployment"
         try:
             plan = await self._plan_deployment(body, md, options, desired_replicas, live["Deployment"], children.pods)
-            desired = (plan.manifest, build_service(md), build_network_policy(md, self._metrics_scraper_namespace))
-            for manifest in map(stamp, desired):
+            built = (plan.manifest, build_service(md), build_network_policy(md, self._metrics_scraper_namespace))
+            desired = [stamp(manifest) for manifest in built]
+            for manifest in desired:
+                kind = manifest["kind"]
+                conflict = await self._child_conflict(md, kind, live[kind])
+                if conflict is not None:
+                    await self._report_unservable(body, children, conflict)  # its Degraded event names it
+                    raise kopf.TemporaryError(conflict.message, delay=CONFLICT_RECHECK_SECONDS)
+            for manifest in desired:
                 kind = manifest["kind"]
                 reason = needs_apply(manifest, live[kind])
                 if reason is None:
@@ -189,6 +200,16 @@ class Reconciler:
             logger.info("%s/%s: %s", md.namespace, md.name, rollback.describe())
             metrics.ROLLBACKS.labels(rollback.reason).inc()
         return replace(plan, manifest=held_deployment(deployment, template, rollback), rollback=rollback)
+
+    async def _child_conflict(self, md: ModelDeployment, kind: str, known: dict[str, Any] | None) -> Failure | None:
+        """Why the `kind` named after `md` must be left alone, if it must (reconcile/ownership.py).
+
+        The watches index children by their controller owner reference, so an object of someone else's with our
+        name is invisible to them, and the apply would adopt it. Server-side apply has no precondition that
+        says "only if absent or ours", so a child the watches do not show is read once before it is created:
+        one request per child created, none at steady state."""
+        child = known if known is not None else await self._api.read_child(kind, md.namespace, md.name)
+        return child_conflict(kind, child, md) if child is not None else None
 
     async def _hand_over_replicas(self, md: ModelDeployment, deployment: dict[str, Any] | None) -> None:
         replicas = ((deployment or {}).get("spec") or {}).get("replicas")
