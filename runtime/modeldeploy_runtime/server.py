@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from types import FrameType
 
+import torch
 import uvicorn
 
 from modeldeploy_runtime.app import create_app
@@ -85,6 +86,9 @@ def serve(settings: ServeSettings) -> int:
     logging.getLogger().setLevel(settings.log_level.upper())
     app = create_app(settings)
     service: InferenceService = app.state.service
+    if service.threads.inter_op is not None:
+        # Process-wide, and only before torch's first parallel work: here, before the model loads.
+        torch.set_num_interop_threads(service.threads.inter_op)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -33,6 +33,7 @@ from modeldeploy_runtime.model.huggingface import load_text_generation_model
 from modeldeploy_runtime.model.loading import COMPUTE_DTYPES, load_model
 from modeldeploy_runtime.model.servable import ServableModel
 from modeldeploy_runtime.settings import ServeSettings
+from modeldeploy_runtime.torch_threads import plan_threads
 
 _log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class InferenceService:
         self.inflight_bytes = ByteBudget(settings.inflight_bytes_limit)
         self._batcher: DynamicBatcher | None = None
         self._text_engine: GenerationEngine | None = None
+        self.threads = plan_threads(settings, os.cpu_count() or 1)
 
     @property
     def name(self) -> str:
@@ -131,12 +133,17 @@ class InferenceService:
 
     def _configure_torch_threads(self) -> None:
         """Per thread: OpenMP keeps the intra-op thread count per calling thread."""
-        threads = self.settings.torch_threads
-        if threads is None and self.settings.model_workers > 1:
-            # Workers sharing the cores beat one worker with all of them: no barrier waits across cores.
-            threads = max(1, (os.cpu_count() or 1) // self.settings.model_workers)
-        if threads is not None:
-            torch.set_num_threads(threads)
+        if self.threads.intra_op is not None:
+            torch.set_num_threads(self.threads.intra_op)
+
+    def _configure_loading_thread(self) -> None:
+        self._configure_torch_threads()
+        _log.info(
+            "torch threads: %d intra-op per worker, %d inter-op (%s)",
+            torch.get_num_threads(),
+            torch.get_num_interop_threads(),
+            self.threads.source,
+        )
 
     def _verify_checksum(self) -> None:
         expected = self.settings.model_sha256
@@ -152,7 +159,7 @@ class InferenceService:
 
     def _load_text_generation(self) -> GenerationEngine:
         """One copy on the first device the container sees: the engine runs one model (no tensor parallelism)."""
-        self._configure_torch_threads()
+        self._configure_loading_thread()
         self._verify_checksum()
         model = load_text_generation_model(
             self.name,
@@ -176,7 +183,7 @@ class InferenceService:
 
     def _load_and_warm_up(self) -> list[ServableModel]:
         """One warmed-up copy of the model on each device the container sees."""
-        self._configure_torch_threads()
+        self._configure_loading_thread()
         self._verify_checksum()
         models = []
         for device in detect_devices(self.settings.device):

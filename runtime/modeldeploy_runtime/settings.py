@@ -86,7 +86,14 @@ class ServeSettings(_RuntimeSettings):
         None,
         ge=1,
         le=1024,
-        description="Intra-op threads per worker; unset: torch's default, divided among the workers.",
+        description="Intra-op threads per worker; unset: sized from cpu_limit_millicores, else torch's default, "
+        "divided among the workers.",
+    )
+    cpu_limit_millicores: int | None = Field(
+        None,
+        ge=1,
+        description="The container's CPU limit in millicores (the operator passes it); sizes torch's intra-op and "
+        "inter-op threads (rounded up to whole cores, at least 1).",
     )
     log_level: str = Field("info", pattern=r"^(critical|error|warning|info|debug)$")
     # Text generation (huggingface models); the names are vLLM's, which KServe's and KubeAI's users know.

@@ -328,3 +328,19 @@ def test_the_pod_template_carries_its_own_hash(make_md, gpu_spec) -> None:
     assert len(first) == 16
     assert version({**gpu_spec, "replicas": 7, "rollout": {"maxSurge": 2}}) == first, "not a new version"
     assert version({**gpu_spec, "model": {"uri": "pvc://models/resnet101.pt"}}) != first
+
+
+def test_the_runtime_gets_its_cpu_limit_in_millicores_and_nothing_without_one(make_md) -> None:
+    limited = {"model": {"uri": "file:///m.pt"}, "runtime": {"resources": {"limits": {"cpu": "1500m"}}}}
+    (runtime,) = _pod(build_deployment(make_md(limited), OPTIONS))["containers"]
+    (cpu_limit,) = [item for item in runtime["env"] if item["name"] == "MODELDEPLOY_CPU_LIMIT_MILLICORES"]
+    assert cpu_limit == {
+        "name": "MODELDEPLOY_CPU_LIMIT_MILLICORES",
+        "valueFrom": {"resourceFieldRef": {"containerName": "runtime", "resource": "limits.cpu", "divisor": "1m"}},
+    }
+    assert runtime["resources"]["limits"] == {"cpu": "1500m"}
+
+    requested_only = {"model": {"uri": "file:///m.pt"}, "runtime": {"resources": {"requests": {"cpu": "2"}}}}
+    (runtime,) = _pod(build_deployment(make_md(requested_only), OPTIONS))["containers"]
+    # Without a limit the Downward API would give the node's allocatable CPU: torch's default is as good.
+    assert "MODELDEPLOY_CPU_LIMIT_MILLICORES" not in _env(runtime)

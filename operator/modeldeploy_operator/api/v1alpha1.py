@@ -272,6 +272,7 @@ OPERATOR_SET_RUNTIME_ENV = (
     "MODELDEPLOY_EXIT_ON_LOAD_FAILURE",
     "MODELDEPLOY_TERMINATION_LOG",
     "MODELDEPLOY_MEMORY_LIMIT_BYTES",
+    "MODELDEPLOY_CPU_LIMIT_MILLICORES",
     # spec.access: a variable could otherwise turn the keys, the audit or TLS off behind the spec's back.
     "MODELDEPLOY_API_KEYS_DIR",
     "MODELDEPLOY_KEY_REQUESTS_PER_SECOND",

@@ -242,6 +242,15 @@ def _runtime_env(md: ModelDeployment, delivery: ModelDelivery, access: AccessPla
             "name": "MODELDEPLOY_MEMORY_LIMIT_BYTES",
             "valueFrom": {"resourceFieldRef": {"containerName": RUNTIME_CONTAINER, "resource": "limits.memory"}},
         }
+    if "cpu" in spec.runtime.resources.limits:
+        # torch sizes its thread pools from the node's cores, not the container's share of them (docs/runtime.md):
+        # in millicores, so the runtime rounds a fractional limit up itself.
+        env["MODELDEPLOY_CPU_LIMIT_MILLICORES"] = {
+            "name": "MODELDEPLOY_CPU_LIMIT_MILLICORES",
+            "valueFrom": {
+                "resourceFieldRef": {"containerName": RUNTIME_CONTAINER, "resource": "limits.cpu", "divisor": "1m"}
+            },
+        }
     for user_var in spec.runtime.env:  # may change RUNTIME_ENV_DEFAULTS; the schema refuses our other names
         env[user_var.name] = user_var.model_dump(by_alias=True, exclude_none=True)
     return list(env.values())
