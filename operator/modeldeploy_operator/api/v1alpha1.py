@@ -2,8 +2,9 @@
 
 The CRD in crds/ is rendered from these models (``python -m modeldeploy_operator.api.crd``) and a test keeps
 the two in step, so every field's type, default, bounds, description and CEL rule lives here once. The operator
-parses each object into these frozen models at the edge of a handler; the apiserver has already enforced the same
-rules at apply time, so a parse failure means a schema/operator version skew, reported as a permanent error.
+parses each object into these frozen models once (api/resource.py); the apiserver has already enforced the same
+rules at apply time, so a parse failure means a schema/operator version skew or one of the few checks CEL cannot
+express (the validators below), reported as a permanent error.
 """
 
 import posixpath
