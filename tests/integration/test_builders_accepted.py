@@ -44,7 +44,12 @@ runtime = st.fixed_dictionaries(
     optional={
         "image": st.sampled_from(["registry.local/runtime:1", "ghcr.io/acme/rt@sha256:" + "a" * 64]),
         "imagePullPolicy": st.sampled_from(["Always", "IfNotPresent", "Never"]),
-        "resources": st.fixed_dictionaries({}, optional={"requests": st.fixed_dictionaries({"cpu": quantities})}),
+        # A CPU request or a CPU limit (passed to the runtime through the Downward API), never both: a random
+        # limit below the request would be the schema's refusal, not the builders'.
+        "resources": st.one_of(
+            st.builds(lambda cpu: {"requests": {"cpu": cpu}}, quantities),
+            st.builds(lambda cpu: {"limits": {"cpu": cpu}}, quantities),
+        ),
         "maxBatchSize": st.integers(1, 1024),
         "maxBatchDelayMs": st.integers(0, 10000),
         "maxQueueSize": st.integers(1, 100000),
