@@ -32,6 +32,7 @@ class FakeCluster:
         self.objects: dict[str, dict[str, Any]] = {}  # by kind: the one child of that kind named after the md
         self.calls: list[tuple[str, Any]] = []
         self.failures: dict[str, Exception] = {}  # by kind: what applying it raises
+        self.read_failure: Exception | None = None  # what reading any child raises
         self.version = 100
 
     def _next_version(self) -> str:
@@ -48,6 +49,8 @@ class FakeCluster:
 
     async def read_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self.calls.append(("read_child", kind))
+        if self.read_failure is not None:
+            raise self.read_failure
         return copy.deepcopy(self.objects.get(kind))
 
     async def hand_over_replicas(self, namespace: str, name: str, replicas: int) -> bool:
@@ -241,6 +244,17 @@ async def test_an_unreachable_apiserver_is_retried_after_a_delay_without_a_statu
 
     assert retried.value.delay == RETRY_DELAY_SECONDS
     assert api.made("write_status") == []
+
+
+async def test_a_failed_read_before_creating_is_retried_and_creates_nothing() -> None:
+    api = FakeCluster()
+    api.read_failure = TransientError("HTTP 503: etcd leader changed")
+
+    with pytest.raises(kopf.TemporaryError, match="reading Deployment, Service, NetworkPolicy: HTTP 503") as retried:
+        await _reconciler(api).reconcile(_new_body(), Children(), "spec")
+
+    assert retried.value.delay == RETRY_DELAY_SECONDS
+    assert api.made("apply") == [] and api.made("write_status") == []
 
 
 async def test_a_spec_the_parse_refuses_stops_for_good_with_the_field_in_the_status() -> None:

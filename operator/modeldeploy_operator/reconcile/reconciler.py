@@ -118,12 +118,10 @@ class Reconciler:
             plan = await self._plan_deployment(body, md, options, desired_replicas, live["Deployment"], children.pods)
             built = (plan.manifest, build_service(md), build_network_policy(md, self._metrics_scraper_namespace))
             desired = [stamp(manifest) for manifest in built]
-            for manifest in desired:
-                kind = manifest["kind"]
-                conflict = await self._child_conflict(md, kind, live[kind])
-                if conflict is not None:
-                    await self._report_unservable(body, children, conflict)  # its Degraded event names it
-                    raise kopf.TemporaryError(conflict.message, delay=CONFLICT_RECHECK_SECONDS)
+            conflict = await self._child_conflict(md, live)
+            if conflict is not None:
+                await self._report_unservable(body, children, conflict)  # its Degraded event names it
+                raise kopf.TemporaryError(conflict.message, delay=CONFLICT_RECHECK_SECONDS)
             for manifest in desired:
                 kind = manifest["kind"]
                 reason = needs_apply(manifest, live[kind])
@@ -201,15 +199,22 @@ class Reconciler:
             metrics.ROLLBACKS.labels(rollback.reason).inc()
         return replace(plan, manifest=held_deployment(deployment, template, rollback), rollback=rollback)
 
-    async def _child_conflict(self, md: ModelDeployment, kind: str, known: dict[str, Any] | None) -> Failure | None:
-        """Why the `kind` named after `md` must be left alone, if it must (reconcile/ownership.py).
+    async def _child_conflict(self, md: ModelDeployment, live: dict[str, dict[str, Any] | None]) -> Failure | None:
+        """Why a child named after `md` must be left alone, if one must (reconcile/ownership.py).
 
         The watches index children by their controller owner reference, so an object of someone else's with our
         name is invisible to them, and the apply would adopt it. Server-side apply has no precondition that
-        says "only if absent or ours", so a child the watches do not show is read once before it is created:
-        one request per child created, none at steady state."""
-        child = known if known is not None else await self._api.read_child(kind, md.namespace, md.name)
-        return child_conflict(kind, child, md) if child is not None else None
+        says "only if absent or ours", so the children the watches do not show are read before they are
+        created, together (one round trip): none at steady state."""
+        unseen = [kind for kind, child in live.items() if child is None]
+        try:
+            found = await asyncio.gather(*(self._api.read_child(kind, md.namespace, md.name) for kind in unseen))
+        except TransientError as error:
+            metrics.ERRORS.labels("transient").inc()
+            raise kopf.TemporaryError(f"reading {', '.join(unseen)}: {error}", delay=RETRY_DELAY_SECONDS) from error
+        children = {**live, **dict(zip(unseen, found, strict=True))}
+        conflicts = (child_conflict(kind, child, md) for kind, child in children.items() if child is not None)
+        return next((conflict for conflict in conflicts if conflict is not None), None)
 
     async def _hand_over_replicas(self, md: ModelDeployment, deployment: dict[str, Any] | None) -> None:
         replicas = ((deployment or {}).get("spec") or {}).get("replicas")
