@@ -107,18 +107,19 @@ operator server-side applies its children and merge-patches the status; nothing 
   verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  # Server-side apply is a patch, and also a create when the object is missing.
-  verbs: ["list", "watch", "create", "patch"]
+  # Server-side apply is a patch, and also a create when the object is missing. get: before a child is created,
+  # the operator reads whether someone else's object already has its name (ChildConflict).
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
   # An automatic rollback reads the last good pod template from the ReplicaSet that ran it.
   verbs: ["list"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
