@@ -24,7 +24,6 @@ from modeldeploy_operator.reconcile.workload import (
     HEALS_BY_ITSELF,
     Failure,
     deployment_failure,
-    frees_gpu,
     live_pods,
     most_telling,
     pod_failures,
@@ -181,17 +180,13 @@ def compute_status(observed: Observed, previous: Mapping[str, Any], now: datetim
 
 
 def _waiting_for_gpu(observed: Observed, current_pods: list[Mapping[str, Any]], counts: _Counts) -> bool:
-    """A new replica waits for a GPU while the previous version still serves every desired replica, while a
-    replica of it is being replaced to free one, or while a deleted replica still holds one (the last replaced
-    replica can be seen so after the Deployment's own strategy is back)."""
-    resource = observed.gpu_resource
-    if resource is None or not any(waits_for_gpu(pod, resource) for pod in current_pods):
+    """A new replica waits for a GPU while the previous version still serves every desired replica, or while a
+    replica of it is being replaced to free one."""
+    if observed.gpu_resource is None:
         return False
-    return (
-        counts.available >= observed.desired_replicas
-        or observed.replacing_in_place
-        or any(frees_gpu(pod, resource) for pod in observed.pods)
-    )
+    if counts.available < observed.desired_replicas and not observed.replacing_in_place:
+        return False
+    return any(waits_for_gpu(pod, observed.gpu_resource) for pod in current_pods)
 
 
 def _blocking_failure(
@@ -253,12 +248,11 @@ def _progress_reason(
             f"({counts.updated}/{desired} run the current spec)",
         )
     if gpu_wait:
-        meanwhile = (
-            f"the previous version serves all {desired} replicas meanwhile"
-            if counts.available >= desired
-            else f"{counts.available}/{desired} replicas serve meanwhile"
+        return (
+            "WaitingForGpu",
+            f"a new replica waits for a free {observed.gpu_resource}; the previous version serves all {desired} "
+            "replicas meanwhile",
         )
-        return "WaitingForGpu", f"a new replica waits for a free {observed.gpu_resource}; {meanwhile}"
     if counts.updated < desired:
         return "RollingOut", f"{counts.updated}/{desired} replicas run the current spec"
     return "WaitingForReplicas", f"{counts.ready}/{desired} replicas ready"
