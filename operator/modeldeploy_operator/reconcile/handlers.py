@@ -24,6 +24,7 @@ from modeldeploy_operator.manifests.labels import (
     MANAGED_BY_LABEL,
     TEMPLATE_HASH_ANNOTATION,
 )
+from modeldeploy_operator.reconcile.drift import keep_own_managed_fields
 from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
 
 logger = logging.getLogger(__name__)
@@ -61,11 +62,9 @@ def _owner_key(namespace: str | None, body: kopf.Body) -> Key | None:
 
 
 def _snapshot(body: kopf.Body) -> dict[str, Any]:
-    """A copy of what the reconcile reads, without managedFields: often half of an object's bytes, never read,
-    and the indexes hold one copy per watched object."""
-    snapshot = copy.deepcopy(dict(body))
-    snapshot["metadata"] = {k: v for k, v in snapshot.get("metadata", {}).items() if k != "managedFields"}
-    return snapshot
+    """A copy of what the reconcile reads, with only our field manager's managedFields entry (drift is decided
+    from it): the others are often half of an object's bytes, and the indexes hold one copy per watched object."""
+    return keep_own_managed_fields(copy.deepcopy(dict(body)))
 
 
 def _pod_snapshot(body: kopf.Body) -> dict[str, Any]:
