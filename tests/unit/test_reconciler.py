@@ -81,7 +81,7 @@ async def test_a_failing_update_is_rolled_back_once_and_then_held_without_reads_
     body = _body(2, "file:///models/broken.pt", [{**succeeded, "time": "2026-11-23T11:00:00Z"}])
     broken = _live(body, replicas=3, updatedReplicas=1, readyReplicas=2, availableReplicas=2)
     api = RecordingApi({good: good_template})
-    reconciler = Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring")  # type: ignore[arg-type]
+    reconciler = Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring", upgrade_wave_size=1)  # type: ignore[arg-type]
 
     await reconciler.reconcile(
         body, Children(deployment=broken, pods=[_crashing_pod(str(template_hash(broken)))]), "child"

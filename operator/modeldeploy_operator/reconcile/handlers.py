@@ -184,14 +184,15 @@ def register(
         # Startup handlers get the (still empty) index objects; the resync reads them as they fill.
         indexes = {name: kwargs[name] for name in INDEXES}
         memo["resync"] = asyncio.create_task(resync_forever(reconciler, indexes, resync_period))
+        memo["waves"] = asyncio.create_task(reconcile_woken_forever(reconciler, indexes))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_resync(*, memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("resync")
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (memo.get("resync"), memo.get("waves")):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def resync_forever(reconciler: Reconciler, indexes: Mapping[str, Any], period: float) -> None:
@@ -202,3 +203,13 @@ async def resync_forever(reconciler: Reconciler, indexes: Mapping[str, Any], per
                 await _reconcile_from_indexes(reconciler, key, indexes, trigger="resync")
             except Exception:  # one broken object must not stop the backstop for all the others
                 logger.exception("resync of %s/%s failed", *key)
+
+
+async def reconcile_woken_forever(reconciler: Reconciler, indexes: Mapping[str, Any]) -> None:
+    """Reconciles each ModelDeployment waiting for its upgrade wave as soon as a place in the wave frees."""
+    while True:
+        key = await reconciler.waves.next_woken()
+        try:
+            await _reconcile_from_indexes(reconciler, key, indexes, trigger="wave")
+        except Exception:  # one broken object must not stop the waves of all the others
+            logger.exception("reconcile of %s/%s for its upgrade wave failed", *key)
