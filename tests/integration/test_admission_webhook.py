@@ -14,7 +14,6 @@ from modeldeploy_devcluster import admission_webhook
 from modeldeploy_devcluster.admission_webhook import INJECTED_ENV, pinned
 
 QUIET_SECONDS = 10
-RUNTIME_IMAGE = "modeldeploy/runtime:test"  # the integration tests' operator default (conftest.py)
 
 
 @pytest.fixture
@@ -49,11 +48,13 @@ def _writes(operator: Any) -> tuple[float, float]:
     return operator.metric("modeldeploy_child_applies_total"), operator.metric("modeldeploy_status_writes_total")
 
 
-def test_a_webhooks_mutation_is_not_drift_and_a_persons_edit_still_is(pinning_webhook, operator, kube, md) -> None:
+def test_a_webhooks_mutation_is_not_drift_and_a_persons_edit_still_is(
+    pinning_webhook, operator, kube, md, default_runtime_image
+) -> None:
     kube.apply(md("resnet"))
     kube.wait_condition("resnet", "Ready", "True")
     runtime = _runtime(kube)
-    assert runtime["image"] == pinned(RUNTIME_IMAGE) and runtime["imagePullPolicy"] == "Always"
+    assert runtime["image"] == pinned(default_runtime_image) and runtime["imagePullPolicy"] == "Always"
     assert INJECTED_ENV in runtime["env"], "the webhook mutated the Deployment we applied"
 
     writes = _writes(operator)
@@ -69,7 +70,7 @@ def test_a_webhooks_mutation_is_not_drift_and_a_persons_edit_still_is(pinning_we
 
     patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "example.com/other:1"}]
     kube.run("patch", "deployment", "resnet", "--type=json", "-p", json.dumps(patch))
-    kube.wait_for("the image restored", lambda: _runtime(kube)["image"] == pinned(RUNTIME_IMAGE))
+    kube.wait_for("the image restored", lambda: _runtime(kube)["image"] == pinned(default_runtime_image))
     kube.wait_for("a DriftCorrected event", lambda: _drift_events(kube))
     assert _drift_events(kube) == ["restored Deployment resnet (drifted)"]
     assert operator.metric("modeldeploy_child_applies_total", kind="Deployment", reason="drifted") == 1

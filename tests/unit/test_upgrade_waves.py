@@ -94,18 +94,27 @@ async def test_at_most_size_roll_and_a_freed_place_wakes_the_first_waiting() -> 
     assert waves.admit("a", ("ns", "a")) and waves.admit("b", ("ns", "b"))
     assert not waves.admit("c", ("ns", "c")) and not waves.admit("d", ("ns", "d"))
     assert waves.admit("a", ("ns", "a")), "one rolling already keeps its place"
-    waves.observe("a", ("ns", "a"), rolling=True)
+    waves.observe("a", ("ns", "a"), rolling=True, waiting=False)
     assert waves.rolling == 2
-    waves.observe("a", ("ns", "a"), rolling=False)
+    waves.observe("a", ("ns", "a"), rolling=False, waiting=False)
     assert await waves.next_woken() == ("ns", "c")
     assert waves.admit("c", ("ns", "c")) and not waves.admit("d", ("ns", "d"))
     waves.forget("b")
     assert await waves.next_woken() == ("ns", "d")
 
 
+async def test_one_that_no_longer_waits_leaves_the_queue_and_its_place_goes_to_the_next() -> None:
+    waves = UpgradeWaves(size=1)
+    assert waves.admit("a", ("ns", "a"))
+    assert not waves.admit("b", ("ns", "b")) and not waves.admit("c", ("ns", "c"))
+    waves.observe("b", ("ns", "b"), rolling=False, waiting=False)  # its spec changed: it rolls as a spec change
+    waves.observe("a", ("ns", "a"), rolling=False, waiting=False)
+    assert await waves.next_woken() == ("ns", "c")
+
+
 def test_a_restarted_operator_counts_the_rollouts_its_predecessor_started() -> None:
     waves = UpgradeWaves(size=1)
-    waves.observe("a", ("ns", "a"), rolling=True)
+    waves.observe("a", ("ns", "a"), rolling=True, waiting=False)
     assert not waves.admit("b", ("ns", "b"))
 
 

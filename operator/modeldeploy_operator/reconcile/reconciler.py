@@ -155,7 +155,8 @@ class Reconciler:
         except TransientError as error:
             metrics.ERRORS.labels("transient").inc()
             raise kopf.TemporaryError(f"applying {kind}: {error}", delay=RETRY_DELAY_SECONDS) from error
-        self.waves.observe(uid, (md.namespace, md.name), rolls_operator_change(live["Deployment"]))
+        rolling = rolls_operator_change(live["Deployment"])
+        self.waves.observe(uid, (md.namespace, md.name), rolling, waiting=plan.waiting_for_upgrade_wave)
 
         observed = Observed(
             generation=md.generation,

@@ -102,17 +102,21 @@ class UpgradeWaves:
         self._waiting.pop(uid, None)
         return True
 
-    def observe(self, uid: str, key: Key, rolling: bool) -> None:
-        """What a reconcile saw of the ModelDeployment's Deployment: rolling an operator change, or not."""
+    def observe(self, uid: str, key: Key, rolling: bool, waiting: bool) -> None:
+        """What a reconcile saw and decided: the ModelDeployment's Deployment rolls an operator change, or not; it
+        waits for a place, or not (any more: a spec change rolled, or the Deployment has the template already)."""
         if rolling:
             self._rolling[uid] = key
-        elif self._rolling.pop(uid, None) is not None:
-            self._wake_waiting()
+        else:
+            self._rolling.pop(uid, None)
+        if not waiting:
+            self._waiting.pop(uid, None)
+        self._wake_waiting()
 
     def forget(self, uid: str) -> None:
         self._waiting.pop(uid, None)
-        if self._rolling.pop(uid, None) is not None:
-            self._wake_waiting()
+        self._rolling.pop(uid, None)
+        self._wake_waiting()
 
     @property
     def rolling(self) -> int:
@@ -123,5 +127,7 @@ class UpgradeWaves:
         return await self._woken.get()
 
     def _wake_waiting(self) -> None:
+        """Hands the first waiting ModelDeployments, one per free place, to be reconciled. A woken one leaves the
+        queue; it comes back if another took the place first."""
         for uid in list(self._waiting)[: max(self.size - len(self._rolling), 0)]:
             self._woken.put_nowait(self._waiting.pop(uid))
