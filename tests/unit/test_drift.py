@@ -12,7 +12,7 @@ import pytest
 from apiserver_fields import applied_fields
 from modeldeploy_operator.manifests import build_deployment, build_service
 from modeldeploy_operator.manifests.deployment import BuildOptions
-from modeldeploy_operator.reconcile.drift import keep_own_managed_fields, needs_apply, own_fields, stamp
+from modeldeploy_operator.reconcile.drift import needs_apply, own_fields, slim_managed_fields, stamp
 
 OPTIONS = BuildOptions(default_runtime_image="runtime:1")
 CAPTURED: dict[str, Any] = json.loads((Path(__file__).parent / "data" / "managed_fields.json").read_text())["fieldsV1"]
@@ -114,16 +114,17 @@ def test_service_port_edit_is_drift(make_md, gpu_spec) -> None:
     assert needs_apply(desired, _as_served(desired, "service after port")) == "drifted"
 
 
-def test_snapshots_keep_only_our_entry_and_only_its_fields(make_md, gpu_spec) -> None:
+def test_snapshots_keep_only_our_fields_and_decide_as_the_object_does(make_md, gpu_spec) -> None:
     desired = _stamped_deployment(make_md, gpu_spec)
-    live = _as_served(desired, "deployment")
-    slim = keep_own_managed_fields(live)
-    assert slim["metadata"]["managedFields"] == [
-        {"manager": "modeldeploy-operator", "operation": "Apply", "fieldsV1": CAPTURED["deployment"]}
-    ]
-    assert own_fields(slim) == CAPTURED["deployment"] and needs_apply(desired, slim) is None
-    assert live["metadata"]["managedFields"][0] == CONTROLLER_ENTRY, "the object itself is left as it was"
-    assert keep_own_managed_fields({"metadata": {"name": "x"}}) == {"metadata": {"name": "x"}}
+    for captured, reason in (("deployment", None), ("deployment after image", "drifted")):
+        live = _as_served(desired, captured)
+        slim = slim_managed_fields(live)
+        assert "managedFields" not in slim["metadata"] and own_fields(slim) == CAPTURED[captured]
+        assert needs_apply(desired, slim) == needs_apply(desired, live) == reason
+        assert live["metadata"]["managedFields"][0] == CONTROLLER_ENTRY, "the object itself is left as it was"
+    cleared = slim_managed_fields(_as_served(desired, "deployment after managed fields cleared"))
+    assert own_fields(cleared) is None and needs_apply(desired, cleared) == "drifted"
+    assert slim_managed_fields({"metadata": {"name": "x"}}) == {"metadata": {"name": "x"}}
 
 
 def test_the_fakes_record_our_fields_as_the_apiserver_does(make_md, gpu_spec) -> None:

@@ -8,13 +8,13 @@ from typing import Any
 from apiserver_fields import as_applied
 from modeldeploy_operator.manifests import build_deployment
 from modeldeploy_operator.manifests.deployment import BuildOptions, template_hash
+from modeldeploy_operator.reconcile import upgrade_waves
 from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
 from modeldeploy_operator.reconcile.status import Observed, compute_status
 from modeldeploy_operator.reconcile.upgrade_waves import (
     TemplateChange,
     UpgradeWaves,
     marked,
-    rolls_operator_change,
     spec_fingerprint,
     template_change,
 )
@@ -81,12 +81,12 @@ def test_the_deployment_remembers_who_changed_its_template_last(make_md, gpu_spe
 
 def test_only_an_unfinished_rollout_of_an_operator_change_takes_a_place(make_md, gpu_spec) -> None:
     done = _running(make_md, gpu_spec, NEW, **{CHANGED_BY: "operator"})
-    assert not rolls_operator_change(done)
+    assert not upgrade_waves.rolls_operator_change(done)
     rolling = copy.deepcopy(done)
     rolling["status"]["updatedReplicas"] = 1
-    assert rolls_operator_change(rolling)
+    assert upgrade_waves.rolls_operator_change(rolling)
     rolling["metadata"]["annotations"][CHANGED_BY] = "spec"
-    assert not rolls_operator_change(rolling) and not rolls_operator_change(None)
+    assert not upgrade_waves.rolls_operator_change(rolling) and not upgrade_waves.rolls_operator_change(None)
 
 
 async def test_at_most_size_roll_and_a_freed_place_wakes_the_first_waiting() -> None:

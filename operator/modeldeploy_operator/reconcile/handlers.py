@@ -24,7 +24,7 @@ from modeldeploy_operator.manifests.labels import (
     MANAGED_BY_LABEL,
     TEMPLATE_HASH_ANNOTATION,
 )
-from modeldeploy_operator.reconcile.drift import keep_own_managed_fields
+from modeldeploy_operator.reconcile.drift import slim_managed_fields
 from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
 
 logger = logging.getLogger(__name__)
@@ -62,9 +62,9 @@ def _owner_key(namespace: str | None, body: kopf.Body) -> Key | None:
 
 
 def _snapshot(body: kopf.Body) -> dict[str, Any]:
-    """A copy of what the reconcile reads, with only our field manager's managedFields entry (drift is decided
-    from it): the others are often half of an object's bytes, and the indexes hold one copy per watched object."""
-    return keep_own_managed_fields(copy.deepcopy(dict(body)))
+    """A copy of what the reconcile reads, with only our field manager's fields of its managedFields, packed (drift
+    is decided from them): the rest is often half of an object's bytes, and the indexes hold one copy per object."""
+    return slim_managed_fields(copy.deepcopy(dict(body)))
 
 
 def _pod_snapshot(body: kopf.Body) -> dict[str, Any]:
