@@ -112,10 +112,17 @@ async def test_one_that_no_longer_waits_leaves_the_queue_and_its_place_goes_to_t
     assert await waves.next_woken() == ("ns", "c")
 
 
-def test_a_restarted_operator_counts_the_rollouts_its_predecessor_started() -> None:
+def test_a_restarted_operator_counts_the_rollouts_its_predecessor_started(make_md, gpu_spec) -> None:
+    rolling = _running(make_md, gpu_spec, NEW, **{CHANGED_BY: "operator"})
+    rolling["status"]["updatedReplicas"] = 1
+    done = _running(make_md, {**gpu_spec, "replicas": 1}, NEW, **{CHANGED_BY: "operator"})
     waves = UpgradeWaves(size=1)
-    waves.observe("a", ("ns", "a"), rolling=True, waiting=False)
-    assert not waves.admit("b", ("ns", "b"))
+    waves.prime([done, None, rolling])
+    assert waves.rolling == 1 and not waves.admit("b", ("team-a", "b"))
+    waves.observe("uid-1", ("team-a", "resnet"), rolling=False, waiting=False)
+    assert waves.admit("b", ("team-a", "b"))
+    waves.prime([rolling])
+    assert waves.rolling == 1, "primed once, then kept up to date by the reconciles"
 
 
 class ApplyingApi:

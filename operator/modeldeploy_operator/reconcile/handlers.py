@@ -98,11 +98,17 @@ async def _reconcile_from_indexes(
     owner = _only(indexes["modeldeployments"].get(key)) if key else None
     if key is None or owner is None or owner["metadata"].get("deletionTimestamp"):
         return  # not ours, or its owner is gone and garbage collection takes the child
+    _prime_waves(reconciler, indexes)
     try:
         await reconciler.reconcile(owner, children_of(key, indexes), trigger=trigger)
     except (kopf.PermanentError, kopf.TemporaryError) as error:
         # The module's logger, not kopf's: kopf's would post every such warning as an Event on the object.
         logger.warning("reconcile of %s/%s (%s) failed: %s", *key, trigger, error)
+
+
+def _prime_waves(reconciler: Reconciler, indexes: Mapping[str, Any]) -> None:
+    # kopf fills every index before it runs the first handler: the Deployments are all there.
+    reconciler.waves.prime(_only(store) for store in indexes["owned_deployments"].values())
 
 
 def children_of(key: Key, indexes: Mapping[str, Any]) -> Children:
@@ -155,6 +161,7 @@ def register(
     @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", **bounds)
     async def reconcile_modeldeployment(*, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any) -> None:
         key = (namespace or "", name)
+        _prime_waves(reconciler, kwargs)
         await reconciler.reconcile(_snapshot(body), children_of(key, kwargs), trigger="spec")
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="forget_deleted")

@@ -11,16 +11,16 @@ ModelDeployment's status says that operator had acted on the current generation.
 Which ModelDeployments occupy the wave: those whose Deployment rolls a template change of the operator's and has not
 finished (every replica updated and available), failing ones included, so that a new template that cannot become
 Ready stops the upgrade at the first wave instead of spreading to the fleet. The Deployment says that its last
-template change was the operator's (an annotation), so an operator restart forgets nothing; the count across the
-fleet is kept here, as each ModelDeployment is reconciled.
+template change was the operator's (an annotation), so an operator restart forgets nothing: the count across the
+fleet is primed from the watched Deployments before the first decision, then kept up to date by each reconcile.
 """
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any
 
-from modeldeploy_operator.api.v1alpha1 import ModelDeploymentSpec
+from modeldeploy_operator.api.v1alpha1 import KIND, ModelDeploymentSpec
 from modeldeploy_operator.manifests.content_hash import content_hash
 from modeldeploy_operator.manifests.deployment import template_hash
 from modeldeploy_operator.manifests.labels import (
@@ -92,6 +92,18 @@ class UpgradeWaves:
         self._rolling: dict[str, Key] = {}
         self._waiting: dict[str, Key] = {}
         self._woken: asyncio.Queue[Key] = asyncio.Queue()
+        self._primed = False
+
+    def prime(self, deployments: Iterable[Mapping[str, Any] | None]) -> None:
+        """Once, before the first decision: which of our Deployments roll an operator change already (an operator
+        restarted during an upgrade), so that the first ModelDeployments reconciled do not take their places."""
+        if self._primed:
+            return
+        self._primed = True
+        for deployment in deployments:
+            owner = _owner(deployment) if rolls_operator_change(deployment) else None
+            if owner is not None:
+                self._rolling[owner[0]] = owner[1]
 
     def admit(self, uid: str, key: Key) -> bool:
         """Whether the ModelDeployment may roll its operator change now; if not, it waits for a place."""
@@ -131,3 +143,12 @@ class UpgradeWaves:
         queue; it comes back if another took the place first."""
         for uid in list(self._waiting)[: max(self.size - len(self._rolling), 0)]:
             self._woken.put_nowait(self._waiting.pop(uid))
+
+
+def _owner(deployment: Mapping[str, Any] | None) -> tuple[str, Key] | None:
+    """The uid and key of the ModelDeployment that controls the Deployment."""
+    metadata = (deployment or {}).get("metadata") or {}
+    for ref in metadata.get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("controller"):
+            return str(ref["uid"]), (str(metadata.get("namespace") or ""), str(ref["name"]))
+    return None
