@@ -64,7 +64,7 @@ def test_an_operator_upgrade_rolls_one_model_at_a_time(start_operator, kube, md)
     first.stop()
 
     with watching(kube, "deployments") as deployments, watching(kube, "md") as statuses:
-        start_operator(runtime_image=NEW_IMAGE, MODELDEPLOY_UPGRADE_WAVE_SIZE="1")
+        upgraded = start_operator(runtime_image=NEW_IMAGE, MODELDEPLOY_UPGRADE_WAVE_SIZE="1")
         edited = kube.wait_for(
             "a model waiting for its wave",
             lambda: next(
@@ -81,6 +81,8 @@ def test_an_operator_upgrade_rolls_one_model_at_a_time(start_operator, kube, md)
             timeout=180,
         )
 
+    for state in ("rolling", "waiting"):
+        assert upgraded.metric("modeldeploy_upgrade_wave_modeldeployments", state=state) == 0
     versions = deployments.objects
     assert _most_rolling_at_once(versions, leaving_out=edited) == 1
     waited = {obj["metadata"]["name"] for obj in statuses.objects if _progress(obj)[1] == "WaitingForUpgradeWave"}

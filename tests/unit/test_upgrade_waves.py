@@ -93,6 +93,7 @@ async def test_at_most_size_roll_and_a_freed_place_wakes_the_first_waiting() -> 
     waves = UpgradeWaves(size=2)
     assert waves.admit("a", ("ns", "a")) and waves.admit("b", ("ns", "b"))
     assert not waves.admit("c", ("ns", "c")) and not waves.admit("d", ("ns", "d"))
+    assert (waves.rolling, waves.waiting) == (2, 2)
     assert waves.admit("a", ("ns", "a")), "one rolling already keeps its place"
     waves.observe("a", ("ns", "a"), rolling=True, waiting=False)
     assert waves.rolling == 2

@@ -157,6 +157,8 @@ class Reconciler:
             raise kopf.TemporaryError(f"applying {kind}: {error}", delay=RETRY_DELAY_SECONDS) from error
         rolling = rolls_operator_change(live["Deployment"])
         self.waves.observe(uid, (md.namespace, md.name), rolling, waiting=plan.waiting_for_upgrade_wave)
+        metrics.UPGRADE_WAVE.labels("rolling").set(self.waves.rolling)
+        metrics.UPGRADE_WAVE.labels("waiting").set(self.waves.waiting)
 
         observed = Observed(
             generation=md.generation,

@@ -134,6 +134,10 @@ class UpgradeWaves:
     def rolling(self) -> int:
         return len(self._rolling)
 
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
     async def next_woken(self) -> Key:
         """The next waiting ModelDeployment to reconcile now that a place is free."""
         return await self._woken.get()
