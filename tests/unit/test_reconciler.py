@@ -4,6 +4,7 @@ import copy
 import json
 from typing import Any
 
+from apiserver_fields import as_applied
 from modeldeploy_operator.manifests import ModelDeployment, build_deployment
 from modeldeploy_operator.manifests.deployment import BuildOptions, template_hash
 from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
@@ -23,7 +24,8 @@ class RecordingApi:
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("apply", manifest))
         self.version += 1
-        return {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": str(self.version)}}
+        applied = as_applied(manifest)
+        return {**applied, "metadata": {**applied["metadata"], "resourceVersion": str(self.version)}}
 
     async def replicaset_template(self, namespace: str, selector: Any, version: str) -> dict[str, Any] | None:
         self.calls.append(("replicaset_template", version))
@@ -79,7 +81,7 @@ async def test_a_failing_update_is_rolled_back_once_and_then_held_without_reads_
     body = _body(2, "file:///models/broken.pt", [{**succeeded, "time": "2026-11-23T11:00:00Z"}])
     broken = _live(body, replicas=3, updatedReplicas=1, readyReplicas=2, availableReplicas=2)
     api = RecordingApi({good: good_template})
-    reconciler = Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring")  # type: ignore[arg-type]
+    reconciler = Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring", upgrade_wave_size=1)  # type: ignore[arg-type]
 
     await reconciler.reconcile(
         body, Children(deployment=broken, pods=[_crashing_pod(str(template_hash(broken)))]), "child"
@@ -101,7 +103,8 @@ async def test_a_failing_update_is_rolled_back_once_and_then_held_without_reads_
 
     # The next event: the watch shows the held Deployment and the written status; nothing to read, nothing to write.
     api.calls.clear()
-    shown = {**held, "metadata": {**held["metadata"], "generation": 4, "resourceVersion": "200"}}
+    shown = as_applied(held)
+    shown["metadata"].update(generation=4, resourceVersion="200")
     shown["status"] = {"observedGeneration": 4, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2}
     shown["status"]["availableReplicas"] = 2
     await reconciler.reconcile({**body, "status": status}, Children(deployment=shown), "child")
