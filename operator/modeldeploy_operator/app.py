@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def build_registry(config: OperatorSettings, api: KubeApi) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    reconciler = Reconciler(api, config.runtime_image, config.metrics_scraper_namespace)
+    reconciler = Reconciler(api, config.runtime_image, config.metrics_scraper_namespace, config.upgrade_wave_size)
     handlers.register(
         registry, reconciler, handler_timeout=config.handler_timeout_seconds, resync_period=config.resync_period_seconds
     )

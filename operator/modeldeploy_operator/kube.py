@@ -24,6 +24,7 @@ from lightkube.types import PatchType
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from modeldeploy_operator.manifests.deployment import template_hash
 from modeldeploy_operator.manifests.labels import FIELD_MANAGER, REPLICAS_HANDOVER_FIELD_MANAGER
+from modeldeploy_operator.reconcile.drift import slim_managed_fields
 
 ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 _CHILD_RESOURCES: dict[str, Any] = {"Deployment": Deployment, "Service": Service, "NetworkPolicy": NetworkPolicy}
@@ -52,11 +53,10 @@ class KubeApi:
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply with our one field manager; force takes back only fields we set ourselves.
 
-        Returns the applied object without its managedFields: nothing reads them, and the reconciler keeps the
-        object until the watch shows it (often half of its size)."""
+        Returns the applied object with only our manager's fields of its managedFields, packed (drift is decided
+        from them): the reconciler keeps the object until the watch shows it."""
         applied = await self._server_side_apply(manifest, FIELD_MANAGER, force=True)
-        applied.metadata.managedFields = None
-        return dict(applied.to_dict())
+        return slim_managed_fields(dict(applied.to_dict()))
 
     async def read_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The child as the apiserver has it now, without managedFields; None when there is none."""

@@ -23,6 +23,11 @@ APPLIES = Counter(
     "Server-side applies of child objects, by kind and why.",
     ["kind", "reason"],
 )
+UPGRADE_WAVE = Gauge(
+    "modeldeploy_upgrade_wave_modeldeployments",
+    "ModelDeployments rolling a pod template change of the operator's own, and those waiting for a place.",
+    ["state"],
+)
 STATUS_WRITES = Counter("modeldeploy_status_writes_total", "Status updates written to ModelDeployments.")
 ERRORS = Counter("modeldeploy_reconcile_errors_total", "Reconcile errors, by kind of error.", ["error"])
 TIME_TO_READY = Histogram(

@@ -71,6 +71,14 @@ class OperatorSettings(BaseSettings):
         "ModelDeployment waiting to retry a transient error keeps its place, so keep this well above the number "
         "that may fail together.",
     )
+    upgrade_wave_size: int = Field(
+        default=10,
+        ge=1,
+        le=10000,
+        description="ModelDeployments that roll a pod template change of the operator's own (a new operator "
+        "version or runtime image default) at once; the others keep their pods until those are Ready. A spec "
+        "change is never held back.",
+    )
     # Leader election (leader.py): controller-runtime's defaults, 15s / 10s / 2s.
     leader_election: bool = Field(
         default=False, description="Run as one candidate of several: reconcile only while holding the Lease."

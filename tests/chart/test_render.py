@@ -115,6 +115,7 @@ def test_operator_configuration_comes_from_values(chart: Any) -> None:
             "resyncPeriodSeconds": 60,
             "maxWritesInFlight": 8,
             "maxObjectsInFlight": 64,
+            "upgradeWaveSize": 3,
             "metricsScraperNamespace": "prometheus",
         },
         leaderElection={"leaseDurationSeconds": 30, "renewDeadlineSeconds": 20, "retryPeriodSeconds": 4},
@@ -127,6 +128,7 @@ def test_operator_configuration_comes_from_values(chart: Any) -> None:
     assert env["MODELDEPLOY_RESYNC_PERIOD_SECONDS"] == "60"
     assert env["MODELDEPLOY_MAX_WRITES_IN_FLIGHT"] == "8"
     assert env["MODELDEPLOY_MAX_OBJECTS_IN_FLIGHT"] == "64"
+    assert env["MODELDEPLOY_UPGRADE_WAVE_SIZE"] == "3"
     assert env["MODELDEPLOY_METRICS_SCRAPER_NAMESPACE"] == "prometheus"
     assert env["MODELDEPLOY_LEADER_ELECTION"] == "true"
     assert env["MODELDEPLOY_LEADER_ELECTION_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}

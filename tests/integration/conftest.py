@@ -5,6 +5,7 @@ Each test's operator watches only the test's namespace, so tests (and the chart'
 
 import json
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,12 @@ import pytest
 from modeldeploy_devcluster.local_operator import LocalOperator, start_local_operator
 from modeldeploy_devcluster.testing import wait_until
 
+# pytest runs in importlib mode (pyproject), which puts no test folder on sys.path: the helper module beside this
+# file (watching.py) becomes importable here.
+sys.path.insert(0, str(Path(__file__).parent))
+
 WAIT_SECONDS = 60
+RUNTIME_IMAGE = "modeldeploy/runtime:test"  # the operator's default runtime image in these tests
 
 
 @pytest.fixture
@@ -23,10 +29,10 @@ def start_operator(
     """Starts operators watching only this test's namespace; stops them after the test."""
     started: list[LocalOperator] = []
 
-    def start(**env: str) -> LocalOperator:
+    def start(runtime_image: str = RUNTIME_IMAGE, **env: str) -> LocalOperator:
         log = tmp_path / f"operator-{len(started)}.log"
         handle = start_local_operator(
-            cluster.kubeconfig, log, [namespace], env=env, extra_args=["--runtime-image", "modeldeploy/runtime:test"]
+            cluster.kubeconfig, log, [namespace], env=env, extra_args=["--runtime-image", runtime_image]
         )
         started.append(handle)
         return handle
@@ -34,6 +40,11 @@ def start_operator(
     yield start
     for handle in started:
         handle.stop()
+
+
+@pytest.fixture
+def default_runtime_image() -> str:
+    return RUNTIME_IMAGE
 
 
 @pytest.fixture

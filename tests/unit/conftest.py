@@ -1,8 +1,14 @@
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from modeldeploy_operator.api import ModelDeployment
+
+# pytest runs in importlib mode (pyproject), which puts no test folder on sys.path: the helper module beside this
+# file becomes importable here.
+sys.path.insert(0, str(Path(__file__).parent))
 
 MakeModelDeployment = Callable[..., ModelDeployment]
 

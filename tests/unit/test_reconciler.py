@@ -3,11 +3,12 @@ writes nothing, and which errors stop it for good."""
 
 import copy
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
 import pytest
+from apiserver_fields import as_applied
+from fake_cluster import FakeCluster
 from modeldeploy_operator.api import ModelDeployment
 from modeldeploy_operator.kube import RejectedError, TransientError
 from modeldeploy_operator.manifests import build_deployment
@@ -21,72 +22,6 @@ from modeldeploy_operator.reconcile.reconciler import (
 
 IMAGE = "runtime:1"
 ANNOTATION = "serving.modeldeploy.dev/template-hash"
-
-
-class FakeCluster:
-    """The reconciler's I/O boundary (reconcile/cluster_api.py) in memory: an apiserver holding the children it
-    was given or that were applied, answering as the real one would, and keeping every call."""
-
-    def __init__(self, replicaset_templates: dict[str, dict[str, Any]] | None = None) -> None:
-        self.replicaset_templates = replicaset_templates or {}
-        self.objects: dict[str, dict[str, Any]] = {}  # by kind: the one child of that kind named after the md
-        self.calls: list[tuple[str, Any]] = []
-        self.failures: dict[str, Exception] = {}  # by kind: what applying it raises
-        self.read_failure: Exception | None = None  # what reading any child raises
-        self.version = 100
-
-    def _next_version(self) -> str:
-        self.version += 1
-        return str(self.version)
-
-    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("apply", manifest))
-        if manifest["kind"] in self.failures:
-            raise self.failures[manifest["kind"]]
-        applied = {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": self._next_version()}}
-        self.objects[manifest["kind"]] = applied
-        return copy.deepcopy(applied)
-
-    async def read_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        self.calls.append(("read_child", kind))
-        if self.read_failure is not None:
-            raise self.read_failure
-        return copy.deepcopy(self.objects.get(kind))
-
-    async def hand_over_replicas(self, namespace: str, name: str, replicas: int) -> bool:
-        self.calls.append(("hand_over_replicas", replicas))
-        return True
-
-    async def replicaset_template(
-        self, namespace: str, selector: Mapping[str, str | None], version: str
-    ) -> dict[str, Any] | None:
-        self.calls.append(("replicaset_template", version))
-        return copy.deepcopy(self.replicaset_templates.get(version))
-
-    async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
-        self.calls.append(("write_status", status))
-        return self._next_version()
-
-    async def post_event(self, owner: dict[str, Any], event_type: str, reason: str, message: str) -> None:
-        self.calls.append(("post_event", (event_type, reason, message)))
-
-    def made(self, kind: str) -> list[Any]:
-        return [argument for call, argument in self.calls if call == kind]
-
-    def applied(self, kind: str) -> list[dict[str, Any]]:
-        return [manifest for manifest in self.made("apply") if manifest["kind"] == kind]
-
-    def events(self) -> list[str]:
-        return [reason for _, reason, _ in self.made("post_event")]
-
-    def children(self, **overrides: Any) -> Children:
-        """What the watches show once they caught up with the apiserver."""
-        shown = {
-            "deployment": self.objects.get("Deployment"),
-            "service": self.objects.get("Service"),
-            "network_policy": self.objects.get("NetworkPolicy"),
-        }
-        return Children(**{**copy.deepcopy(shown), **overrides})
 
 
 def _body(generation: int, uri: str, revisions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -124,7 +59,7 @@ async def test_a_failing_update_is_rolled_back_once_and_then_held_without_reads_
     body = _body(2, "file:///models/broken.pt", [{**succeeded, "time": "2026-11-23T11:00:00Z"}])
     broken = _live(body, replicas=3, updatedReplicas=1, readyReplicas=2, availableReplicas=2)
     api = FakeCluster({good: good_template})
-    reconciler = Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring")
+    reconciler = _reconciler(api)
 
     await reconciler.reconcile(
         body, Children(deployment=broken, pods=[_crashing_pod(str(template_hash(broken)))]), "child"
@@ -146,7 +81,8 @@ async def test_a_failing_update_is_rolled_back_once_and_then_held_without_reads_
 
     # The next event: the watch shows the held Deployment and the written status; nothing to read, nothing to write.
     api.calls.clear()
-    shown = {**held, "metadata": {**held["metadata"], "generation": 4, "resourceVersion": "200"}}
+    shown = as_applied(held)
+    shown["metadata"].update(generation=4, resourceVersion="200")
     shown["status"] = {"observedGeneration": 4, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2}
     shown["status"]["availableReplicas"] = 2
     await reconciler.reconcile({**body, "status": status}, Children(deployment=shown), "child")
@@ -159,7 +95,7 @@ def _new_body(**spec: Any) -> dict[str, Any]:
 
 
 def _reconciler(api: FakeCluster) -> Reconciler:
-    return Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring")
+    return Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring", upgrade_wave_size=1)
 
 
 def _stored(status: dict[str, Any]) -> dict[str, Any]:
@@ -280,13 +216,13 @@ def _foreign_service() -> dict[str, Any]:
 
 async def test_an_object_of_someone_else_with_the_name_is_never_taken_over() -> None:
     api = FakeCluster()
-    api.objects["Service"] = _foreign_service()
+    api.objects[("Service", "resnet")] = _foreign_service()
 
     with pytest.raises(kopf.TemporaryError) as retried:
         await _reconciler(api).reconcile(_new_body(), Children(), "spec")
 
     assert retried.value.delay == CONFLICT_RECHECK_SECONDS
-    assert api.made("apply") == [] and api.objects["Service"] == _foreign_service()
+    assert api.made("apply") == [] and api.objects[("Service", "resnet")] == _foreign_service()
     (status,) = api.made("write_status")
     conditions = _conditions(status)
     assert conditions["Ready"] == ("False", "ChildConflict")
@@ -304,7 +240,7 @@ async def test_an_object_of_someone_else_with_the_name_is_never_taken_over() -> 
     with pytest.raises(kopf.TemporaryError):
         await _reconciler(api).reconcile(body, Children(), "spec")
     assert api.made("write_status") == [] and api.made("apply") == []
-    del api.objects["Service"]
+    del api.objects[("Service", "resnet")]
     await _reconciler(api).reconcile(body, Children(), "spec")
     assert len(api.applied("Service")) == 1 and "Recovered" in api.events()
 
@@ -331,7 +267,7 @@ async def test_our_own_child_the_watch_has_not_shown_yet_is_applied_and_a_dead_o
 async def test_a_deleted_child_is_recreated_with_a_drift_corrected_event() -> None:
     api = FakeCluster()
     body = await _created(api, _new_body())
-    del api.objects["Service"]  # someone deleted it: the watch shows it gone
+    del api.objects[("Service", "resnet")]  # someone deleted it: the watch shows it gone
 
     await _reconciler(api).reconcile(body, api.children(), "child")
 

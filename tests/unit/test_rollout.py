@@ -49,6 +49,11 @@ def test_the_switch_lasts_until_the_rollout_completes() -> None:
     assert not replace_in_place(_spec(), 2, _deployment(in_place=True, complete=True), [])
 
 
+def test_the_switch_lasts_while_the_last_new_replica_waits_for_the_gpu_an_old_one_frees() -> None:
+    assert replace_in_place(_spec(), 2, _deployment(in_place=True, complete=True), [_waiting()])
+    assert not replace_in_place(_spec(), 2, _deployment(in_place=True, complete=True), [_waiting(version="v1")])
+
+
 @pytest.mark.parametrize(
     ("spec", "pods", "why"),
     [

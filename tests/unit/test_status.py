@@ -422,26 +422,6 @@ def test_a_new_replica_waiting_for_the_gpu_an_old_one_frees_is_not_a_failure() -
     assert _conditions(compute_status(observed, {}, NOW))["Degraded"] == ("False", "AsExpected")
 
 
-def test_the_last_replaced_replica_waiting_for_a_gpu_a_deleted_one_still_holds_is_not_a_failure() -> None:
-    holding = {
-        "metadata": {"name": "resnet-old", "deletionTimestamp": "2026-11-23T11:59:59Z"},
-        "spec": {"containers": [{"name": "runtime", "resources": {"limits": {"nvidia.com/gpu": "8"}}}]},
-        "status": {"phase": "Running"},
-    }
-    observed = _rollout(
-        deployment=_deployment(replicas=2, ready=1, updated=2),
-        pods=[_of("v2-hash", _unschedulable()), _of("v1-hash", holding)],
-    )
-    conditions = _conditions(compute_status(observed, {}, NOW))
-    assert conditions["Degraded"] == ("False", "AsExpected")
-    assert conditions["Progressing"] == ("True", "WaitingForGpu")
-
-
-def test_a_replica_waiting_for_a_gpu_nobody_frees_is_unschedulable() -> None:
-    observed = _rollout(deployment=_deployment(replicas=2, ready=1, updated=2), pods=[_of("v2-hash", _unschedulable())])
-    assert _conditions(compute_status(observed, {}, NOW))["Degraded"] == ("True", "Unschedulable")
-
-
 def test_a_rollback_that_cannot_happen_says_why_beside_the_failure() -> None:
     crashing = _of("v2-hash", _pod(containerStatuses=[_crash("runtime", 3, "ModelLoadFailed: x")]))
     blocked = "cannot roll back to generation 5: no ReplicaSet keeps its pod template"

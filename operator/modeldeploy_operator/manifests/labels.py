@@ -23,6 +23,10 @@ SPEC_HASH_ANNOTATION = f"{GROUP}/spec-hash"
 TEMPLATE_HASH_ANNOTATION = f"{GROUP}/template-hash"
 # On the Deployment while it is held on an older template after an automatic rollback (reconcile/rollback.py).
 ROLLED_BACK_ANNOTATION = f"{GROUP}/rolled-back"
+# On the Deployment: the fingerprint of the spec its pod template was built from, and whether the template's last
+# change came from the spec or from the operator (reconcile/upgrade_waves.py).
+BUILT_FROM_ANNOTATION = f"{GROUP}/built-from-spec"
+TEMPLATE_CHANGED_BY_ANNOTATION = f"{GROUP}/template-changed-by"
 
 
 def selector_labels(instance: str) -> dict[str, str]:

@@ -24,6 +24,7 @@ from modeldeploy_operator.manifests.labels import (
     MANAGED_BY_LABEL,
     TEMPLATE_HASH_ANNOTATION,
 )
+from modeldeploy_operator.reconcile.drift import slim_managed_fields
 from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
 
 logger = logging.getLogger(__name__)
@@ -61,11 +62,9 @@ def _owner_key(namespace: str | None, body: kopf.Body) -> Key | None:
 
 
 def _snapshot(body: kopf.Body) -> dict[str, Any]:
-    """A copy of what the reconcile reads, without managedFields: often half of an object's bytes, never read,
-    and the indexes hold one copy per watched object."""
-    snapshot = copy.deepcopy(dict(body))
-    snapshot["metadata"] = {k: v for k, v in snapshot.get("metadata", {}).items() if k != "managedFields"}
-    return snapshot
+    """A copy of what the reconcile reads, with only our field manager's fields of its managedFields, packed (drift
+    is decided from them): the rest is often half of an object's bytes, and the indexes hold one copy per object."""
+    return slim_managed_fields(copy.deepcopy(dict(body)))
 
 
 def _pod_snapshot(body: kopf.Body) -> dict[str, Any]:
@@ -99,11 +98,17 @@ async def _reconcile_from_indexes(
     owner = _only(indexes["modeldeployments"].get(key)) if key else None
     if key is None or owner is None or owner["metadata"].get("deletionTimestamp"):
         return  # not ours, or its owner is gone and garbage collection takes the child
+    _prime_waves(reconciler, indexes)
     try:
         await reconciler.reconcile(owner, children_of(key, indexes), trigger=trigger)
     except (kopf.PermanentError, kopf.TemporaryError) as error:
         # The module's logger, not kopf's: kopf's would post every such warning as an Event on the object.
         logger.warning("reconcile of %s/%s (%s) failed: %s", *key, trigger, error)
+
+
+def _prime_waves(reconciler: Reconciler, indexes: Mapping[str, Any]) -> None:
+    # kopf fills every index before it runs the first handler: the Deployments are all there.
+    reconciler.waves.prime(_only(store) for store in indexes["owned_deployments"].values())
 
 
 def children_of(key: Key, indexes: Mapping[str, Any]) -> Children:
@@ -156,6 +161,7 @@ def register(
     @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", **bounds)
     async def reconcile_modeldeployment(*, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any) -> None:
         key = (namespace or "", name)
+        _prime_waves(reconciler, kwargs)
         await reconciler.reconcile(_snapshot(body), children_of(key, kwargs), trigger="spec")
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="forget_deleted")
@@ -185,14 +191,15 @@ def register(
         # Startup handlers get the (still empty) index objects; the resync reads them as they fill.
         indexes = {name: kwargs[name] for name in INDEXES}
         memo["resync"] = asyncio.create_task(resync_forever(reconciler, indexes, resync_period))
+        memo["waves"] = asyncio.create_task(reconcile_woken_forever(reconciler, indexes))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_resync(*, memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("resync")
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (memo.get("resync"), memo.get("waves")):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def resync_forever(reconciler: Reconciler, indexes: Mapping[str, Any], period: float) -> None:
@@ -203,3 +210,13 @@ async def resync_forever(reconciler: Reconciler, indexes: Mapping[str, Any], per
                 await _reconcile_from_indexes(reconciler, key, indexes, trigger="resync")
             except Exception:  # one broken object must not stop the backstop for all the others
                 logger.exception("resync of %s/%s failed", *key)
+
+
+async def reconcile_woken_forever(reconciler: Reconciler, indexes: Mapping[str, Any]) -> None:
+    """Reconciles each ModelDeployment waiting for its upgrade wave as soon as a place in the wave frees."""
+    while True:
+        key = await reconciler.waves.next_woken()
+        try:
+            await _reconcile_from_indexes(reconciler, key, indexes, trigger="wave")
+        except Exception:  # one broken object must not stop the waves of all the others
+            logger.exception("reconcile of %s/%s for its upgrade wave failed", *key)

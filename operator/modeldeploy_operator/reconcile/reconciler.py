@@ -34,10 +34,19 @@ from modeldeploy_operator.reconcile.rollback import (
     Version,
     decide_rollback,
     held_deployment,
+    on_template,
     rollback_in_force,
 )
 from modeldeploy_operator.reconcile.rollout import replace_in_place
 from modeldeploy_operator.reconcile.status import Observed, compute_status, transition_events
+from modeldeploy_operator.reconcile.upgrade_waves import (
+    TemplateChange,
+    UpgradeWaves,
+    marked,
+    rolls_operator_change,
+    spec_fingerprint,
+    template_change,
+)
 from modeldeploy_operator.reconcile.workload import Failure
 
 logger = logging.getLogger(__name__)
@@ -68,21 +77,28 @@ class DeploymentPlan:
     rollback: Rollback | None = None  # in force: the manifest holds the last good template
     rollback_blocked: str | None = None  # a rollback was due but cannot happen, and why
     replacing_in_place: bool = False
+    waiting_for_upgrade_wave: bool = False  # the manifest keeps the running template (reconcile/upgrade_waves.py)
+    # Waiting, and the spec asks nothing of the Deployment the running one does not do: no write while it waits.
+    leave_live: bool = False
 
 
 class Reconciler:
-    def __init__(self, api: ClusterApi, default_runtime_image: str, metrics_scraper_namespace: str) -> None:
+    def __init__(
+        self, api: ClusterApi, default_runtime_image: str, metrics_scraper_namespace: str, upgrade_wave_size: int
+    ) -> None:
         self._api = api
         self._default_runtime_image = default_runtime_image
         self._metrics_scraper_namespace = metrics_scraper_namespace
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._own_writes = OwnWrites()
+        self.waves = UpgradeWaves(upgrade_wave_size)
 
     def forget(self, uid: str, kind: str | None = None) -> None:
         """The watch saw the ModelDeployment (kind None) or one of its children deleted."""
         self._own_writes.forget(uid, kind)
         if kind is None:
             self._locks.pop(uid, None)
+            self.waves.forget(uid)
 
     async def reconcile(self, body: dict[str, Any], children: Children, trigger: str) -> None:
         """Raises kopf.PermanentError for a spec that cannot be served, kopf.TemporaryError for what will heal."""
@@ -125,7 +141,7 @@ class Reconciler:
             for manifest in desired:
                 kind = manifest["kind"]
                 reason = needs_apply(manifest, live[kind])
-                if reason is None:
+                if reason is None or (reason == "changed" and kind == "Deployment" and plan.leave_live):
                     continue
                 if kind == "Deployment" and options.replicas_owned_by_autoscaler:
                     await self._hand_over_replicas(md, live[kind])
@@ -144,6 +160,10 @@ class Reconciler:
         except TransientError as error:
             metrics.ERRORS.labels("transient").inc()
             raise kopf.TemporaryError(f"applying {kind}: {error}", delay=RETRY_DELAY_SECONDS) from error
+        rolling = rolls_operator_change(live["Deployment"])
+        self.waves.observe(uid, (md.namespace, md.name), rolling, waiting=plan.waiting_for_upgrade_wave)
+        metrics.UPGRADE_WAVE.labels("rolling").set(self.waves.rolling)
+        metrics.UPGRADE_WAVE.labels("waiting").set(self.waves.waiting)
 
         observed = Observed(
             generation=md.generation,
@@ -160,6 +180,7 @@ class Reconciler:
             rollback=plan.rollback,
             rollback_blocked=plan.rollback_blocked,
             replacing_in_place=plan.replacing_in_place,
+            waiting_for_upgrade_wave=plan.waiting_for_upgrade_wave,
         )
         await self._write_status(body, observed)
 
@@ -172,12 +193,21 @@ class Reconciler:
         live: dict[str, Any] | None,
         pods: list[dict[str, Any]],
     ) -> DeploymentPlan:
-        """The Deployment to apply: the spec's, replacing in place when no GPU is free for a surge replica, and
-        held on the last good pod template while the spec asks for one that failed."""
+        """The Deployment to apply: the spec's, replacing in place when no GPU is free for a surge replica, held on
+        the running pod template while an operator change waits for its upgrade wave, and held on the last good
+        pod template while the spec asks for one that failed."""
         in_place = replace_in_place(md.spec, desired_replicas, live, pods)
         deployment = build_deployment(md, replace(options, replace_in_place=in_place))
         version = Version(md.generation, str(template_hash(deployment)), md.spec.model.uri)
-        plan = DeploymentPlan(deployment, version, replacing_in_place=in_place)
+        fingerprint = spec_fingerprint(md.spec)
+        observed_generation = (self._current_status(body).get("status") or {}).get("observedGeneration")
+        change = template_change(live, version.template_hash, fingerprint, md.generation, observed_generation)
+        if live and change is TemplateChange.OPERATOR and not self.waves.admit(md.uid, (md.namespace, md.name)):
+            held = marked(on_template(deployment, live["spec"]["template"]), fingerprint, TemplateChange.NONE, live)
+            running = Version(md.generation, str(template_hash(live)), md.spec.model.uri)
+            rescaled = "replicas" in held["spec"] and live["spec"].get("replicas") != held["spec"]["replicas"]
+            return DeploymentPlan(held, running, waiting_for_upgrade_wave=True, leave_live=not rescaled)
+        plan = DeploymentPlan(marked(deployment, fingerprint, change, live), version, replacing_in_place=in_place)
         if not md.spec.rollout.auto_rollback:
             return plan
         rollback = rollback_in_force(live, plan.version.template_hash)

@@ -130,16 +130,19 @@ def last_good(revisions: Sequence[Mapping[str, Any]], version: str) -> Mapping[s
 
 def held_deployment(desired: dict[str, Any], template: Mapping[str, Any], rollback: Rollback) -> dict[str, Any]:
     """The Deployment the spec asks for (replicas, strategy, ...), but on the template it was rolled back to."""
+    held = on_template(desired, template)
+    annotations = {**desired["metadata"].get("annotations", {}), ROLLED_BACK_ANNOTATION: rollback.to_annotation()}
+    return {**held, "metadata": {**desired["metadata"], "annotations": annotations}}
+
+
+def on_template(desired: dict[str, Any], template: Mapping[str, Any]) -> dict[str, Any]:
+    """The Deployment the spec asks for, on a pod template a Deployment or ReplicaSet ran, less what the apiserver
+    and the Deployment controller added to it."""
     kept = copy.deepcopy(dict(template))
     metadata = kept.setdefault("metadata", {})
     metadata.pop("creationTimestamp", None)
     (metadata.get("labels") or {}).pop(POD_TEMPLATE_HASH_LABEL, None)
-    annotations = {**desired["metadata"].get("annotations", {}), ROLLED_BACK_ANNOTATION: rollback.to_annotation()}
-    return {
-        **desired,
-        "metadata": {**desired["metadata"], "annotations": annotations},
-        "spec": {**desired["spec"], "template": kept},
-    }
+    return {**desired, "spec": {**desired["spec"], "template": kept}}
 
 
 def record_revision(

@@ -26,15 +26,21 @@ def replace_in_place(
         return False
     if spec.rollout.allowed_unavailable(desired_replicas) > 0:
         return False  # the controller makes room by itself: a rollout never waits for a spare GPU
-    status = (deployment or {}).get("status") or {}
-    if deployment is None or int(status.get("replicas") or 0) <= int(status.get("updatedReplicas") or 0):
-        # No replica of an older version is left to make room (or there never was one: no GPU for a new service
-        # is Unschedulable). Switching back now, while the last new replicas start, keeps Ready from flapping.
+    if deployment is None:
         return False
-    if _replaces_in_place(deployment):
-        return True  # switched earlier in this rollout: keep it while old replicas remain
+    status = deployment.get("status") or {}
+    old_replicas_left = int(status.get("replicas") or 0) > int(status.get("updatedReplicas") or 0)
     new_pods = live_pods(pods, template_hash(deployment))
-    return any(waits_for_gpu(pod, spec.gpu.resource_name) for pod in new_pods)
+    waiting = any(waits_for_gpu(pod, spec.gpu.resource_name) for pod in new_pods)
+    if _replaces_in_place(deployment):
+        # Switched earlier in this rollout: keep it while old replicas remain, and while the last new replica
+        # waits for the GPU the last old one is still freeing (the scheduler counts it until the pod is gone).
+        # Switching back before then would read that wait as Unschedulable; switching back as soon as it is
+        # scheduled, in the reconcile that sees it, keeps Ready from flapping.
+        return old_replicas_left or waiting
+    # No replica of an older version left to make room (or there never was one: no GPU for a new service is
+    # Unschedulable).
+    return old_replicas_left and waiting
 
 
 def _replaces_in_place(deployment: Mapping[str, Any]) -> bool:

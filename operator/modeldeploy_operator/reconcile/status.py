@@ -4,7 +4,8 @@ Conditions follow the Kubernetes and kstatus conventions, so `kubectl wait --for
 Flux read them without custom scripts:
 - Ready: every desired replica runs the current spec's pod template and the service is Available.
 - Available: at least spec.replicas minus rollout.maxUnavailable replicas serve, whichever version they run.
-- Progressing: a rollout or scale is under way and can still finish by itself.
+- Progressing: a rollout or scale is under way and can still finish by itself, or an operator change of the pod
+  template waits for its upgrade wave (WaitingForUpgradeWave: still Ready, the running template serves the spec).
 - Degraded: the current version cannot reach availability (its pods crash, cannot load the model, cannot be
   placed, ...), or it failed and was rolled back. One failing pod that the allowed unavailability covers is not.
 - Stalled: Degraded in a way only a person can fix (not Unschedulable, which an autoscaler can heal); kstatus,
@@ -24,7 +25,6 @@ from modeldeploy_operator.reconcile.workload import (
     HEALS_BY_ITSELF,
     Failure,
     deployment_failure,
-    frees_gpu,
     live_pods,
     most_telling,
     pod_failures,
@@ -52,6 +52,7 @@ class Observed:
     rollback: Rollback | None = None  # in force: the spec's version failed, the Deployment runs an older one
     rollback_blocked: str | None = None  # a rollback was due but cannot happen (the old ReplicaSet is gone)
     replacing_in_place: bool = False  # no spare GPU for a surge replica (reconcile/rollout.py)
+    waiting_for_upgrade_wave: bool = False  # an operator change of the pod template waits (upgrade_waves.py)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,13 @@ def compute_status(observed: Observed, previous: Mapping[str, Any], now: datetim
         back = "rolled back" if rolled_out else "rolling back"
         detail = f"{back} to the pod template of generation {observed.rollback.to_generation}"
         progressing = ("False", "RolledBack", detail) if rolled_out else ("True", "RollingBack", detail)
+    elif observed.waiting_for_upgrade_wave:
+        progressing = (
+            "True",
+            "WaitingForUpgradeWave",
+            "the operator's new pod template waits until the ModelDeployments rolling it now are Ready "
+            "(MODELDEPLOY_UPGRADE_WAVE_SIZE at once); the running one serves the spec meanwhile",
+        )
     elif rolled_out:
         progressing = ("False", "RolloutComplete", f"{desired} replica(s) run the current spec")
     elif failure is not None and failure.reason == "ProgressDeadlineExceeded":
@@ -181,17 +189,13 @@ def compute_status(observed: Observed, previous: Mapping[str, Any], now: datetim
 
 
 def _waiting_for_gpu(observed: Observed, current_pods: list[Mapping[str, Any]], counts: _Counts) -> bool:
-    """A new replica waits for a GPU while the previous version still serves every desired replica, while a
-    replica of it is being replaced to free one, or while a deleted replica still holds one (the last replaced
-    replica can be seen so after the Deployment's own strategy is back)."""
-    resource = observed.gpu_resource
-    if resource is None or not any(waits_for_gpu(pod, resource) for pod in current_pods):
+    """A new replica waits for a GPU while the previous version still serves every desired replica, or while a
+    replica of it is being replaced to free one."""
+    if observed.gpu_resource is None:
         return False
-    return (
-        counts.available >= observed.desired_replicas
-        or observed.replacing_in_place
-        or any(frees_gpu(pod, resource) for pod in observed.pods)
-    )
+    if counts.available < observed.desired_replicas and not observed.replacing_in_place:
+        return False
+    return any(waits_for_gpu(pod, observed.gpu_resource) for pod in current_pods)
 
 
 def _blocking_failure(
@@ -253,12 +257,11 @@ def _progress_reason(
             f"({counts.updated}/{desired} run the current spec)",
         )
     if gpu_wait:
-        meanwhile = (
-            f"the previous version serves all {desired} replicas meanwhile"
-            if counts.available >= desired
-            else f"{counts.available}/{desired} replicas serve meanwhile"
+        return (
+            "WaitingForGpu",
+            f"a new replica waits for a free {observed.gpu_resource}; the previous version serves all {desired} "
+            "replicas meanwhile",
         )
-        return "WaitingForGpu", f"a new replica waits for a free {observed.gpu_resource}; {meanwhile}"
     if counts.updated < desired:
         return "RollingOut", f"{counts.updated}/{desired} replicas run the current spec"
     return "WaitingForReplicas", f"{counts.ready}/{desired} replicas ready"

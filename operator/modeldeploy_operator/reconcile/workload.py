@@ -75,14 +75,6 @@ def waits_for_gpu(pod: Mapping[str, Any], gpu_resource: str) -> bool:
     )
 
 
-def frees_gpu(pod: Mapping[str, Any], gpu_resource: str) -> bool:
-    """The pod is being deleted but still holds GPUs: the scheduler counts them as taken until it is gone."""
-    if not (pod.get("metadata") or {}).get("deletionTimestamp"):
-        return False
-    containers = (pod.get("spec") or {}).get("containers") or []
-    return any(((c.get("resources") or {}).get("limits") or {}).get(gpu_resource) for c in containers)
-
-
 def rollout_complete(deployment: Mapping[str, Any], desired: int) -> bool:
     """Every replica runs the Deployment's current spec and is available (what `kubectl rollout status` waits for)."""
     if not deployment:
