@@ -70,6 +70,10 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     # kopf's restricted mode: API discovery once at start, no watching of CRDs and namespaces, so the operator
     # needs no permission on those cluster-scoped kinds (the chart installs the CRD before the operator starts).
     kopf_settings.scanning.disabled = True
+    # The children are selected on the apiserver, not by kopf in the client (`labels=` on a handler): in cluster
+    # scope the operator would otherwise list and stream every pod of the cluster.
+    for child in handlers.OWNED_CHILDREN:
+        kopf_settings.watching.label_selectors[child] = handlers.OWNED_SELECTOR
 
 
 def run(settings: OperatorSettings) -> None:

@@ -38,6 +38,10 @@ INDEXES = (
     "autoscaled_deployments",
 )
 OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
+OWNED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+# The child kinds we label: watched through the OWNED_SELECTOR label selector on the apiserver (app.py).
+OWNED_CHILDREN = (("apps", "v1", "deployments"), ("v1", "services"), ("networking.k8s.io", "v1", "networkpolicies"),
+                  ("v1", "pods"))  # fmt: skip
 # For errors kopf does not classify; ours carry their own delay (TemporaryError) or stop (PermanentError).
 RETRY_BACKOFF_SECONDS = 10
 
