@@ -15,8 +15,9 @@ ANNOTATION = "serving.modeldeploy.dev/template-hash"
 class RecordingApi:
     """KubeApi's surface, answering as the apiserver would and keeping every call."""
 
-    def __init__(self, replicaset_templates: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, replicaset_templates: dict[str, dict[str, Any]], owner_alive: bool = True) -> None:
         self.replicaset_templates = replicaset_templates
+        self.owner_alive = owner_alive
         self.calls: list[tuple[str, Any]] = []
         self.version = 100
 
@@ -28,6 +29,10 @@ class RecordingApi:
     async def replicaset_template(self, namespace: str, selector: Any, version: str) -> dict[str, Any] | None:
         self.calls.append(("replicaset_template", version))
         return copy.deepcopy(self.replicaset_templates.get(version))
+
+    async def is_current(self, body: dict[str, Any]) -> bool:
+        self.calls.append(("is_current", body["metadata"]["uid"]))
+        return self.owner_alive
 
     async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
         self.calls.append(("write_status", status))
@@ -106,3 +111,27 @@ async def test_a_failing_update_is_rolled_back_once_and_then_held_without_reads_
     shown["status"]["availableReplicas"] = 2
     await reconciler.reconcile({**body, "status": status}, Children(deployment=shown), "child")
     assert api.made("replicaset_template") == [] and api.applied("Deployment") == []
+
+
+async def test_a_child_missing_for_an_owner_that_is_gone_is_not_re_created_nor_the_status_written() -> None:
+    body = _body(1, "file:///models/good.pt", [])
+    api = RecordingApi({}, owner_alive=False)
+    reconciler = Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring")  # type: ignore[arg-type]
+
+    await reconciler.reconcile(body, Children(), "child")
+
+    assert api.calls == [("is_current", "uid-1")]
+
+
+async def test_the_owner_is_read_live_once_per_reconcile_and_not_at_all_from_its_own_handler() -> None:
+    body = _body(1, "file:///models/good.pt", [])
+    api = RecordingApi({})
+    reconciler = Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring")  # type: ignore[arg-type]
+
+    await reconciler.reconcile(body, Children(), "resync")
+    assert api.made("is_current") == ["uid-1"]
+    assert [m["kind"] for m in api.made("apply")] == ["Deployment", "Service", "NetworkPolicy"]
+
+    api.calls.clear()
+    await reconciler.reconcile(_body(1, "file:///models/good.pt", []), Children(), "spec", owner_confirmed=True)
+    assert api.made("is_current") == []

@@ -1,7 +1,7 @@
 """One reconcile for every trigger: a spec change, a child's event, the periodic resync, an operator restart.
 
 Parse the ModelDeployment, build the desired children, apply those that drifted, compute the status and
-write it when it changed. Everything is read from kopf's indexes, so nothing is written at steady state.
+write it when it changed. Everything is read from the operator's caches, so nothing is written at steady state.
 """
 
 import asyncio
@@ -81,19 +81,25 @@ class Reconciler:
         if kind is None:
             self._locks.pop(uid, None)
 
-    async def reconcile(self, body: dict[str, Any], children: Children, trigger: str) -> None:
-        """Raises kopf.PermanentError for a spec that cannot be served, kopf.TemporaryError for what will heal."""
+    async def reconcile(
+        self, body: dict[str, Any], children: Children, trigger: str, owner_confirmed: bool = False
+    ) -> None:
+        """Raises kopf.PermanentError for a spec that cannot be served, kopf.TemporaryError for what will heal.
+
+        `owner_confirmed`: the body comes from the ModelDeployment's own handler. Otherwise it comes from a cache
+        that may still hold an owner just deleted, and a missing child is re-created only once a live read
+        confirms the owner: never a child with an owner reference to a dead uid."""
         started = time.monotonic()
         result = "error"
         async with self._locks[body["metadata"]["uid"]]:
             try:
-                await self._reconcile(body, children)
+                await self._reconcile(body, children, owner_confirmed)
                 result = "ok"
             finally:
                 metrics.RECONCILES.labels(trigger, result).inc()
                 metrics.RECONCILE_SECONDS.labels(trigger).observe(time.monotonic() - started)
 
-    async def _reconcile(self, body: dict[str, Any], children: Children) -> None:
+    async def _reconcile(self, body: dict[str, Any], children: Children, owner_confirmed: bool) -> None:
         uid = body["metadata"]["uid"]
         try:
             md = ModelDeployment.from_body(body)
@@ -119,6 +125,11 @@ class Reconciler:
                 reason = needs_apply(manifest, live[kind])
                 if reason is None:
                     continue
+                if reason == "missing" and not owner_confirmed:
+                    if not await self._api.is_current(body):
+                        logger.info("%s/%s is gone: its %s is not re-created", md.namespace, md.name, kind)
+                        return
+                    owner_confirmed = True
                 if kind == "Deployment" and options.replicas_owned_by_autoscaler:
                     await self._hand_over_replicas(md, live[kind])
                 applied = await self._api.apply(manifest)
