@@ -4,6 +4,8 @@ import copy
 import json
 from typing import Any
 
+import kopf
+import pytest
 from modeldeploy_operator.manifests import ModelDeployment, build_deployment
 from modeldeploy_operator.manifests.deployment import BuildOptions, template_hash
 from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
@@ -135,3 +137,14 @@ async def test_the_owner_is_read_live_once_per_reconcile_and_not_at_all_from_its
     api.calls.clear()
     await reconciler.reconcile(_body(1, "file:///models/good.pt", []), Children(), "spec", owner_confirmed=True)
     assert api.made("is_current") == []
+
+
+async def test_an_older_generation_than_one_reconciled_is_not_applied_but_retried() -> None:
+    api = RecordingApi({})
+    reconciler = Reconciler(api, IMAGE, metrics_scraper_namespace="monitoring")  # type: ignore[arg-type]
+    await reconciler.reconcile(_body(2, "file:///models/new.pt", []), Children(), "spec", owner_confirmed=True)
+    api.calls.clear()
+
+    with pytest.raises(kopf.TemporaryError):
+        await reconciler.reconcile(_body(1, "file:///models/old.pt", []), Children(), "child")
+    assert api.calls == []

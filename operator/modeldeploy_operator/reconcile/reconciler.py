@@ -74,12 +74,15 @@ class Reconciler:
         self._metrics_scraper_namespace = metrics_scraper_namespace
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._own_writes = OwnWrites()
+        # The newest generation reconciled per ModelDeployment: the caches' copy can lag the handler's body.
+        self._generations: dict[str, int] = {}
 
     def forget(self, uid: str, kind: str | None = None) -> None:
         """The watch saw the ModelDeployment (kind None) or one of its children deleted."""
         self._own_writes.forget(uid, kind)
         if kind is None:
             self._locks.pop(uid, None)
+            self._generations.pop(uid, None)
 
     async def reconcile(
         self, body: dict[str, Any], children: Children, trigger: str, owner_confirmed: bool = False
@@ -91,7 +94,12 @@ class Reconciler:
         confirms the owner: never a child with an owner reference to a dead uid."""
         started = time.monotonic()
         result = "error"
-        async with self._locks[body["metadata"]["uid"]]:
+        uid, generation = body["metadata"]["uid"], int(body["metadata"].get("generation") or 0)
+        async with self._locks[uid]:
+            if generation < self._generations.get(uid, 0):
+                # Applying it would roll the children back to an older spec until the cache catches up.
+                raise kopf.TemporaryError(f"generation {generation} is older than one already reconciled", delay=1)
+            self._generations[uid] = generation
             try:
                 await self._reconcile(body, children, owner_confirmed)
                 result = "ok"
