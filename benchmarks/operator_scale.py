@@ -46,8 +46,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from modeldeploy_devcluster import ClusterConfig, ClusterConnection, LocalCluster
+from modeldeploy_devcluster import ClusterConfig, ClusterConnection, KubectlError, LocalCluster
 from modeldeploy_devcluster.local_operator import LocalOperator, start_local_operator
+from modeldeploy_devcluster.waiting import wait_until
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from modeldeploy_operator.manifests import ModelDeployment, build_deployment, build_service
 from modeldeploy_operator.manifests.deployment import BuildOptions
@@ -869,7 +870,13 @@ async def among_unrelated_pods(
 
 def install_crd(cluster: ClusterConnection) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(CRD))
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+    # kubectl wait fails at once on a CRD that has no conditions yet: ask again until it has them.
+    wait_until(
+        lambda: cluster.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s"),
+        "the CRD Established",
+        timeout=60,
+        ignore=(KubectlError,),
+    )
 
 
 def log(message: str) -> None:

@@ -231,12 +231,11 @@ def test_a_tiny_run_end_to_end() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summaries = [line for line in result.stdout.splitlines() if line.startswith("| 5 | ")]
-    assert [line.split("|")[2].strip() for line in summaries] == ["0", "30"], "without, then among unrelated pods"
-    for summary in summaries:
-        cells = summary.strip("|").split("|")
-        assert len(cells) == len(bench.SUMMARY_COLUMNS)
-        assert ">" not in summary, "a run that gave up"
+    rows = [line.strip("|").split("|") for line in result.stdout.splitlines() if line.startswith("| 5 | ")]
+    summaries = [cells for cells in rows if len(cells) == len(bench.SUMMARY_COLUMNS)]
+    assert [cells[1].strip() for cells in summaries] == ["0", "30"], "without, then among unrelated pods"
+    for cells in summaries:
+        assert not any(">" in cell for cell in cells), "a run that gave up"
         assert cells[2].strip() != "-", "a first reconcile"
         assert cells[-1].strip() == "0", "writes at steady state"
     assert "30 unrelated pods on 1 KWOK CPU nodes" in result.stdout
