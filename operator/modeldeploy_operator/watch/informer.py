@@ -60,7 +60,7 @@ class Informer:
         self._namespace = namespace
         self._on_changes = on_changes
         self._server_timeout = server_timeout
-        self._lock = asyncio.Lock()  # one writer of the store at a time: the watch, or a list
+        self._lock = asyncio.Lock()  # one writer of the store at a time: the watch, or a list (all of it)
         self._version = ""
 
     async def run(self) -> None:
@@ -82,23 +82,26 @@ class Informer:
                 await asyncio.sleep(delay)
 
     async def relist(self) -> None:
-        """Replaces the store with a fresh list: what the apiserver no longer has is dropped."""
+        """Replaces the store with a fresh list: what the apiserver no longer has is dropped.
+
+        The watch's events wait meanwhile (they queue in the stream): one applied while the list is in flight
+        could be newer than the list, and the list would then take it back."""
         params = {"limit": str(LIST_CHUNK)}
         if self.watched.label_selector:
             params["labelSelector"] = self.watched.label_selector
         items: list[dict[str, Any]] = []
-        while True:
-            response = await self._http.get(self.watched.url(self._namespace), params=params)
-            response.raise_for_status()
-            page = response.json()
-            items += page.get("items") or []
-            metrics.WATCH_EVENTS.labels(self.watched.kind).inc(len(page.get("items") or []))
-            continue_token = (page.get("metadata") or {}).get("continue")
-            if not continue_token:
-                break
-            params["continue"] = continue_token
-        version = str(page["metadata"]["resourceVersion"])
         async with self._lock:
+            while True:
+                response = await self._http.get(self.watched.url(self._namespace), params=params)
+                response.raise_for_status()
+                page = response.json()
+                items += page.get("items") or []
+                metrics.WATCH_EVENTS.labels(self.watched.kind).inc(len(page.get("items") or []))
+                continue_token = (page.get("metadata") or {}).get("continue")
+                if not continue_token:
+                    break
+                params["continue"] = continue_token
+            version = str(page["metadata"]["resourceVersion"])
             changes = self._counted(lambda: self.store.replace(items, version))
             self._version = version
         if self.listed.is_set():
