@@ -82,6 +82,14 @@ dev-down: ## Stop a playground left running
 bench-operator: venv binaries ## Operator at scale: N=100 and N=1000 ModelDeployments against the floor (own cluster, ~15 min); BENCH_ARGS="--operator-env MODELDEPLOY_X=V"
 	$(PY) benchmarks/operator_scale.py --n 100 --n 1000 $(BENCH_ARGS)
 
+.PHONY: bench-operator-unrelated
+bench-operator-unrelated: venv binaries ## Operator cluster-wide at N=1000, then again among 50,000 churning unrelated pods (issue 10's size; hours on 2 cores); BENCH_ARGS="--unrelated-pods 10000"
+	$(PY) benchmarks/operator_scale.py --n 1000 --unrelated-pods 50000 $(BENCH_ARGS)
+
+.PHONY: bench-operator-10k
+bench-operator-10k: venv binaries ## Operator cluster-wide at N=10,000, controller-manager's client rate limit raised for floor and operator alike
+	$(PY) benchmarks/operator_scale.py --n 10000 --cluster-scope --controller-manager-qps 500 --controller-manager-burst 1000 $(BENCH_ARGS)
+
 .PHONY: chart-lint
 chart-lint: binaries ## helm lint --strict of charts/modeldeploy (defaults, and the namespaced RBAC mode)
 	helm="$$(devcluster/build-binaries.sh)/helm" && $$helm lint --strict charts/modeldeploy \

@@ -12,6 +12,12 @@ temporary directory and always stops it. For each N, in this one run and on this
    operator process's peak RSS and CPU seconds; the apiserver write requests it caused, per ModelDeployment;
    then the writes during a quiet period (expected: none).
 
+With --unrelated-pods K (the operator then runs cluster-wide, as the chart installs it), a second phase follows:
+K pods that are none of the operator's business are bound to KWOK CPU nodes in their own namespace, a bounded
+churn deletes and re-creates them (--churn-per-second), and the operator run is repeated for each N among them,
+against the floor of the first phase. Every operator run also reports its start-up: seconds from launching the
+process to the first ModelDeployment with a status.
+
 Every Pod is Ready as soon as it is bound, so "Ready" measures the control plane and the operator, not model
 loading. kube-controller-manager keeps the client rate limit real clusters run (20 QPS, burst 30) unless
 --controller-manager-qps says otherwise, and kube-scheduler its own (50 QPS, burst 100); at N = 1000 the
@@ -40,8 +46,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
-from modeldeploy_devcluster import ClusterConfig, ClusterConnection, LocalCluster
+from modeldeploy_devcluster import ClusterConfig, ClusterConnection, KubectlError, LocalCluster
 from modeldeploy_devcluster.local_operator import LocalOperator, start_local_operator
+from modeldeploy_devcluster.waiting import wait_until
 from modeldeploy_operator.api import ModelDeployment
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from modeldeploy_operator.manifests import build_deployment, build_service
@@ -73,6 +80,10 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MD_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}"
 DEPLOYMENTS_PATH = "/apis/apps/v1/namespaces/{namespace}/deployments"
 SERVICES_PATH = "/api/v1/namespaces/{namespace}/services"
+PODS_PATH = "/api/v1/namespaces/{namespace}/pods"
+UNRELATED_NAMESPACE = "unrelated"
+# As many unrelated pods per KWOK CPU node as a node admits (devcluster's node capacity: 110 pods).
+UNRELATED_PODS_PER_NODE = 110
 EVENTS_PATH = "/api/v1/namespaces/{namespace}/events"
 
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
@@ -140,6 +151,42 @@ def model_deployment_ready(md: dict[str, Any]) -> bool:
 
 def always(_: dict[str, Any]) -> bool:
     return True
+
+
+def reconciled(md: dict[str, Any]) -> bool:
+    return bool(md.get("status"))
+
+
+# -- pods that are none of the operator's business ------------------------------------------------------
+
+
+def unrelated_pod(index: int) -> dict[str, Any]:
+    """A pod of somebody else's app, already bound to a KWOK CPU node (no scheduler work)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"unrelated-{index:06d}", "labels": {"app": "unrelated"}},
+        "spec": {
+            "nodeName": f"cpu-node-{index // UNRELATED_PODS_PER_NODE}",
+            "containers": [{"name": "app", "image": "registry.invalid/unrelated:1"}],
+        },
+    }
+
+
+def unrelated_nodes(pods: int) -> int:
+    return math.ceil(pods / UNRELATED_PODS_PER_NODE)
+
+
+async def churn(api: ApiServer, pods: int, per_second: float) -> None:
+    """Until cancelled: every 1/per_second s, one unrelated pod deleted and created again (same name, same node)."""
+    path = PODS_PATH.format(namespace=UNRELATED_NAMESPACE)
+    for step in range(10**9):
+        index = step % pods
+        await api.http.delete(f"{path}/unrelated-{index:06d}", params={"gracePeriodSeconds": "0"})
+        await asyncio.sleep(1 / per_second)
+        response = await api.http.post(path, json=unrelated_pod(index))
+        if response.status_code not in (201, 409):  # 409: the deleted pod's name not free yet; the next round
+            raise RuntimeError(f"churn: HTTP {response.status_code} {response.text}")
 
 
 # -- counting apiserver writes --------------------------------------------------------------------------
@@ -257,8 +304,11 @@ class Progress:
     seen: dict[str, float] = field(default_factory=dict)
     done: dict[str, float] = field(default_factory=dict)
     listed: asyncio.Event = field(default_factory=asyncio.Event)
+    also: tuple[Progress, ...] = ()  # other progress of the same objects
 
     def observe(self, obj: dict[str, Any]) -> None:
+        for other in self.also:
+            other.observe(obj)
         now = time.monotonic()
         name = obj["metadata"]["name"]
         self.seen.setdefault(name, now)
@@ -413,12 +463,12 @@ def operator_usage(operator: LocalOperator) -> ProcessUsage:
 
 @contextmanager
 def running_operator(
-    cluster: ClusterConnection, namespace: str, log_dir: Path, env: dict[str, str]
+    cluster: ClusterConnection, namespace: str, log_dir: Path, env: dict[str, str], cluster_scope: bool
 ) -> Iterator[LocalOperator]:
-    """The operator for one namespace, as the cluster admin, as a user runs it (INFO logs), with `env` on top of
-    its defaults."""
+    """The operator for one namespace (or, with `cluster_scope`, all of them), as the cluster admin, as a user
+    runs it (INFO logs), with `env` on top of its defaults."""
     log_path = log_dir / f"operator-{namespace}.log"
-    operator = start_local_operator(cluster.kubeconfig, log_path, [namespace], env=env)
+    operator = start_local_operator(cluster.kubeconfig, log_path, [] if cluster_scope else [namespace], env=env)
     try:
         yield operator
     finally:
@@ -431,19 +481,26 @@ def running_operator(
 class BenchSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    sizes: list[Annotated[int, Field(ge=1, le=5000)]] = Field(min_length=1)
+    sizes: list[Annotated[int, Field(ge=1, le=10000)]] = Field(min_length=1)
     concurrency: Annotated[int, Field(ge=1, le=256)] = 16
     quiet_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
     phase_timeout_s: Annotated[float, Field(gt=0, le=7200)] = 900.0
     controller_manager_qps: Annotated[float | None, Field(gt=0)] = None
     controller_manager_burst: Annotated[int | None, Field(ge=1)] = None
     log_dir: Path | None = None
+    cluster_scope: bool = False
+    unrelated_pods: Annotated[int, Field(ge=0, le=100000)] = 0
+    churn_per_second: Annotated[float, Field(gt=0, le=100)] = 5.0
     operator_env: dict[Annotated[str, Field(pattern=r"^MODELDEPLOY_[A-Z0-9_]+$")], str] = Field(default_factory=dict)
 
     @property
     def gpu_nodes(self) -> int:
         """Enough one-GPU slots for the largest N, with headroom; each run's namespace is gone before the next."""
         return math.ceil(max(self.sizes) * GPU_HEADROOM / GPUS_PER_NODE)
+
+    @property
+    def operator_cluster_wide(self) -> bool:
+        return self.cluster_scope or self.unrelated_pods > 0
 
 
 @dataclass(frozen=True)
@@ -455,6 +512,8 @@ class FloorResult:
 
 @dataclass(frozen=True)
 class OperatorResult:
+    unrelated_pods: int
+    first_reconcile_s: float | None  # from launching the operator to the first ModelDeployment with a status
     created: Milestone
     ready: Milestone
     usage: ProcessUsage  # peak RSS of the process's life; CPU of the run alone
@@ -517,6 +576,7 @@ async def operator_run(
     settings: BenchSettings,
     limit_s: float,
     log_dir: Path,
+    unrelated_pods: int,
 ) -> OperatorResult:
     paths = [path.format(namespace=namespace) for path in (DEPLOYMENTS_PATH, SERVICES_PATH, MD_PATH)]
     deployments, services, model_deployments = (
@@ -524,8 +584,13 @@ async def operator_run(
         Progress(n, always),
         Progress(n, model_deployment_ready),
     )
+    first_status = Progress(1, reconciled)
+    model_deployments.also = (first_status,)
     progress_by_path = dict(zip(paths, (deployments, services, model_deployments), strict=True))
-    with running_operator(cluster, namespace, log_dir, settings.operator_env) as operator:
+    launched = time.monotonic()
+    with running_operator(
+        cluster, namespace, log_dir, settings.operator_env, settings.operator_cluster_wide
+    ) as operator:
         async with watching(api, progress_by_path) as watches:
             before, usage_before = await api.write_requests(), operator_usage(operator)
             requests = [(paths[2], model_deployment_manifest(index)) for index in range(n)]
@@ -549,7 +614,10 @@ async def operator_run(
         reconciles = operator.metric("modeldeploy_reconciles_total")
         reconcile_errors = operator.metric("modeldeploy_reconciles_total", result="error")
         operator_usage(operator)  # still alive at the end of the quiet period
+    first = min(first_status.done.values(), default=None)
     return OperatorResult(
+        unrelated_pods=unrelated_pods,
+        first_reconcile_s=None if first is None else first - launched,
         created=created,
         ready=ready,
         usage=ProcessUsage(usage.peak_rss_bytes, usage.cpu_seconds - usage_before.cpu_seconds),
@@ -590,6 +658,8 @@ def operator_writes(result: OperatorResult) -> Counter[RequestKind]:
 
 SUMMARY_COLUMNS = (
     "N",
+    "unrelated pods",
+    "first reconcile s",
     "floor created s",
     "floor ready s",
     "operator created s",
@@ -611,8 +681,11 @@ def ready_ratio(floor: FloorResult, operator: OperatorResult) -> str:
 
 
 def summary_row(n: int, floor: FloorResult, operator: OperatorResult) -> list[str]:
+    first = operator.first_reconcile_s
     return [
         str(n),
+        str(operator.unrelated_pods),
+        "-" if first is None else f"{first:.1f}",
         str(floor.created),
         str(floor.ready),
         str(operator.created),
@@ -653,7 +726,8 @@ def operator_details(n: int, operator: OperatorResult) -> str:
     """What the table's cells cannot hold: the operator's own counters and any steady-state write."""
     steady = ", ".join(f"{count} x {describe_kind(kind)}" for kind, count in operator.steady_state_writes.items())
     return (
-        f"N={n}: the operator reconciled {operator.reconciles / n:.1f} times per ModelDeployment, "
+        f"N={n}, {operator.unrelated_pods} unrelated pods: the operator reconciled "
+        f"{operator.reconciles / n:.1f} times per ModelDeployment, "
         f"{operator.reconcile_errors / n:.1f} of them failed (its modeldeploy_reconciles_total); "
         f"steady-state writes: {steady or 'none'}."
     )
@@ -723,15 +797,18 @@ async def run_all(cluster: ClusterConnection, local: LocalCluster, settings: Ben
     try:
         version = (await api.list("/version"))["gitVersion"]
         results = []
+        floors: dict[int, FloorResult] = {}
         for position, n in enumerate(settings.sizes):
             async with fresh_namespace(api, f"floor-{n}", wait_for_gone=True) as namespace:
-                floor = await floor_run(api, n, namespace, settings)
+                floors[n] = floor = await floor_run(api, n, namespace, settings)
             # After the last run the cluster goes down: no need to wait for its garbage.
-            last = position == len(settings.sizes) - 1
+            last = position == len(settings.sizes) - 1 and not settings.unrelated_pods
             async with fresh_namespace(api, f"operator-{n}", wait_for_gone=not last) as namespace:
                 limit_s = operator_patience(floor, settings)
-                operator = await operator_run(api, cluster, n, namespace, settings, limit_s, log_dir)
+                operator = await operator_run(api, cluster, n, namespace, settings, limit_s, log_dir, 0)
             results.append((n, floor, operator))
+        if settings.unrelated_pods:
+            results += await among_unrelated_pods(api, cluster, settings, floors, log_dir)
     finally:
         await api.close()
     qps, burst = settings.controller_manager_qps, settings.controller_manager_burst
@@ -744,16 +821,63 @@ async def run_all(cluster: ClusterConnection, local: LocalCluster, settings: Ben
         f"Operator at scale: kube-apiserver {version} on 127.0.0.1, {os.cpu_count()} CPU cores; "
         f"{settings.gpu_nodes} KWOK GPU nodes x {GPUS_PER_NODE} GPUs; one-replica, one-GPU ModelDeployments; "
         f"kube-controller-manager client rate limit: {rate_limit}; kube-scheduler: Kubernetes' defaults; "
-        f"one client, {settings.concurrency} creates in flight; the operator as cluster admin, at its defaults"
+        f"one client, {settings.concurrency} creates in flight; "
+        f"the operator as cluster admin, {'cluster-wide' if settings.operator_cluster_wide else 'for one namespace'}"
+        + (
+            f"; {settings.unrelated_pods} unrelated pods on {unrelated_nodes(settings.unrelated_pods)} KWOK CPU nodes"
+            f" in the second phase, churning {settings.churn_per_second:g} deletes + creates a second"
+            if settings.unrelated_pods
+            else ""
+        )
+        + ", at its defaults"
         + "".join(f", {key}={value}" for key, value in settings.operator_env.items())
         + "."
     )
     return Report(conditions, results)
 
 
+async def among_unrelated_pods(
+    api: ApiServer,
+    cluster: ClusterConnection,
+    settings: BenchSettings,
+    floors: dict[int, FloorResult],
+    log_dir: Path,
+) -> list[tuple[int, FloorResult, OperatorResult]]:
+    """The operator runs again, cluster-wide, with the unrelated pods bound and churning the whole time."""
+    await api.create_namespace(UNRELATED_NAMESPACE)
+    pods_path = PODS_PATH.format(namespace=UNRELATED_NAMESPACE)
+    started, finished = await create_all(
+        api, ((pods_path, unrelated_pod(i)) for i in range(settings.unrelated_pods)), settings.concurrency
+    )
+    log(f"{settings.unrelated_pods} unrelated pods created in {finished - started:.0f} s")
+    churning = asyncio.create_task(churn(api, settings.unrelated_pods, settings.churn_per_second))
+    results = []
+    try:
+        for position, n in enumerate(settings.sizes):
+            last = position == len(settings.sizes) - 1
+            async with fresh_namespace(api, f"operator-{n}-unrelated", wait_for_gone=not last) as namespace:
+                limit_s = operator_patience(floors[n], settings)
+                operator = await operator_run(
+                    api, cluster, n, namespace, settings, limit_s, log_dir, settings.unrelated_pods
+                )
+            results.append((n, floors[n], operator))
+            if churning.done():
+                churning.result()  # raises what stopped it
+    finally:
+        churning.cancel()
+        await asyncio.gather(churning, return_exceptions=True)
+    return results
+
+
 def install_crd(cluster: ClusterConnection) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(CRD))
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
+    # kubectl wait fails at once on a CRD that has no conditions yet: ask again until it has them.
+    wait_until(
+        lambda: cluster.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s"),
+        "the CRD Established",
+        timeout=60,
+        ignore=(KubectlError,),
+    )
 
 
 def log(message: str) -> None:
@@ -770,6 +894,13 @@ def parse_args(argv: list[str] | None) -> BenchSettings:
     parser.add_argument("--phase-timeout", type=float, default=900.0, dest="phase_timeout_s", help="per run (900 s)")
     parser.add_argument("--controller-manager-qps", type=float, help="raise kube-controller-manager's 20 QPS")
     parser.add_argument("--controller-manager-burst", type=int, help="and its burst of 30")
+    parser.add_argument(
+        "--cluster-scope", action="store_true", default=None, help="run the operator cluster-wide (the chart's default)"
+    )
+    parser.add_argument(
+        "--unrelated-pods", type=int, help="a second phase among this many unrelated pods, cluster-wide (0)"
+    )
+    parser.add_argument("--churn-per-second", type=float, help="unrelated pods deleted + created a second (5)")
     parser.add_argument("--log-dir", type=Path, help="keep the operator's logs here (default: thrown away)")
     parser.add_argument(
         "--operator-env",
@@ -801,7 +932,7 @@ def main(argv: list[str] | None = None) -> int:
         config = ClusterConfig(
             gpu_nodes=settings.gpu_nodes,
             gpus_per_node=GPUS_PER_NODE,
-            cpu_nodes=0,
+            cpu_nodes=unrelated_nodes(settings.unrelated_pods),
             # The benchmark measures scheduling onto simulated GPU nodes: no pod needs a real container.
             real_node=False,
             controller_manager_qps=settings.controller_manager_qps,

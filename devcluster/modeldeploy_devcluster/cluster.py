@@ -150,6 +150,19 @@ class LocalCluster:
         if state.real_node is not None:
             host.restore(state.real_node.host, self.node_paths)
 
+    def restart_apiserver(self) -> None:
+        """Stop and start the running cluster's kube-apiserver (same flags, same etcd): its watch cache starts
+        afresh, so a watch that resumes from an older resourceVersion is answered 410 Gone, as after a real
+        apiserver's restart or a compaction."""
+        state = self.load_state()
+        if state is None:
+            raise ClusterStartError(f"no cluster runs in {self.paths.state_dir}")
+        (apiserver,) = [record for record in state.processes if record.name == "kube-apiserver"]
+        stop_processes([apiserver])
+        others = [record for record in state.processes if record is not apiserver]
+        state = self._spawn(state.model_copy(update={"processes": others}), apiserver.name, apiserver.argv)
+        self._wait(state, "kube-apiserver /readyz", lambda: self._apiserver_ready(state.ports))
+
     def import_images(self, built: list[images.BuiltImage]) -> bool:
         """Import images into the running cluster's real node; False when no such node runs here."""
         state = self.load_state()

@@ -15,6 +15,7 @@ from modeldeploy_operator.manifests.labels import FIELD_MANAGER
 from modeldeploy_operator.reconcile import handlers
 from modeldeploy_operator.reconcile.reconciler import Reconciler
 from modeldeploy_operator.settings import OperatorSettings
+from modeldeploy_operator.watch.informer import watch_client
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +23,15 @@ logger = logging.getLogger(__name__)
 def build_registry(config: OperatorSettings, api: KubeApi) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     reconciler = Reconciler(api, config.runtime_image, config.metrics_scraper_namespace, config.upgrade_wave_size)
-    handlers.register(
-        registry, reconciler, handler_timeout=config.handler_timeout_seconds, resync_period=config.resync_period_seconds
+    watching = handlers.Watching(
+        reconciler,
+        functools.partial(watch_client, config.watch_client_timeout_seconds),
+        config.namespaces,
+        server_timeout=config.watch_server_timeout_seconds,
+        workers=config.max_objects_in_flight,
+        resync_period=config.resync_period_seconds,
     )
+    handlers.register(registry, watching, reconciler, handler_timeout=config.handler_timeout_seconds)
 
     @kopf.on.startup(registry=registry)
     def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -1,8 +1,9 @@
 """All Kubernetes API writes of the operator: server-side apply of children, ModelDeployment status, events.
 
-Reads come from kopf's watches and indexes, so the steady state costs no requests. The reads here are an
-automatic rollback's (the pod template of the ReplicaSet that last ran Ready, once per rollback) and the check,
-before a child the watches do not show is created, that no object of someone else's has its name. Requests are
+Reads come from the operator's caches (watch/), so the steady state costs no requests. The reads here are an
+automatic rollback's (the pod template of the ReplicaSet that last ran Ready, once per rollback), the check, before
+a child the caches do not show is created, that no object of someone else's has its name, and the check that an
+owner is alive before one of its children is re-created outside its own handler. Requests are
 bounded in flight: a thousand ModelDeployments created at once must queue here, not exhaust the connection pool
 and time out at the apiserver.
 """
@@ -41,6 +42,10 @@ class TransientError(Exception):
 
 class ConflictError(TransientError):
     """HTTP 409: another writer got there first (a newer resourceVersion, or a field it owns)."""
+
+
+class NotFoundError(TransientError):
+    """HTTP 404: the object is gone (or not yet visible); what was asked of it may succeed once it is back."""
 
 
 class KubeApi:
@@ -107,6 +112,18 @@ class KubeApi:
 
         result: dict[str, Any] | None = await self._request(find)
         return result
+
+    async def is_current(self, body: dict[str, Any]) -> bool:
+        """Whether this ModelDeployment still exists as this very object (same uid) and is not being deleted,
+        read live: a cache can still hold an owner that a bulk delete has just removed."""
+        metadata = body["metadata"]
+        try:
+            live = await self._request(
+                lambda client: client.get(ModelDeploymentResource, metadata["name"], namespace=metadata["namespace"])
+            )
+        except NotFoundError:
+            return False
+        return bool(live.metadata.uid == metadata["uid"] and live.metadata.deletionTimestamp is None)
 
     async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> str:
         """Merge-patches the status; returns the object's new resourceVersion."""
@@ -178,6 +195,8 @@ class KubeApi:
                     raise RejectedError(message) from error
                 if code == 409:
                     raise ConflictError(f"HTTP 409: {message}") from error
+                if code == 404:
+                    raise NotFoundError(f"HTTP 404: {message}") from error
                 raise TransientError(f"HTTP {code}: {message}") from error
             except httpx2.HTTPError as error:
                 raise TransientError(f"{type(error).__name__}: {error}") from error

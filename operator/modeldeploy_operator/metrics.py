@@ -40,3 +40,20 @@ LEADER = Gauge(
     "1 while this replica reconciles (it holds the leader Lease, or leader election is off), 0 while it waits as "
     "a standby.",
 )
+WATCH_EVENTS = Counter(
+    "modeldeploy_watch_events_total",
+    "Objects received from the apiserver by the operator's own caches (listed or streamed), by kind.",
+    ["kind"],
+)
+WATCHED_OBJECTS = Gauge("modeldeploy_watched_objects", "Objects held in the operator's caches, by kind.", ["kind"])
+RELISTS = Counter(
+    "modeldeploy_watch_relists_total",
+    "Lists that replaced a cache after its start: a watch that ended with 410 Gone, or the resync.",
+    ["kind"],
+)
+REQUEUES = Counter(
+    "modeldeploy_reconcile_requeues_total",
+    "Reconciles outside a ModelDeployment's own handler retried after a transient error, and those given up "
+    "until the resync.",
+    ["outcome"],
+)

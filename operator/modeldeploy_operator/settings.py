@@ -66,8 +66,8 @@ class OperatorSettings(BaseSettings):
         default=128,
         ge=1,
         le=4096,
-        description="Objects of one kind (ModelDeployments, Deployments, Services, Pods) processed at once; the "
-        "events of the others wait their turn, in order. Bounds the operator's memory under a burst. A "
+        description="ModelDeployments processed at once by their handlers, and reconciles at once after their "
+        "children's events; the others wait their turn, in order. Bounds the operator's memory under a burst. A "
         "ModelDeployment waiting to retry a transient error keeps its place, so keep this well above the number "
         "that may fail together.",
     )

@@ -57,6 +57,8 @@ def _seconds(seconds: float | None, expected: int = 100, reached: int = 100) -> 
 
 def _operator_result(writes: Counter, operator_events: int, ready: object | None = None) -> object:
     return bench.OperatorResult(
+        unrelated_pods=0,
+        first_reconcile_s=0.5,
         created=_seconds(1.0),
         ready=ready or _seconds(2.0),
         usage=bench.ProcessUsage(100_000_000, 1.5),
@@ -178,11 +180,11 @@ def test_summary_row_and_markdown() -> None:
     floor = bench.FloorResult(created=_seconds(10.0), ready=_seconds(200.0), writes=Counter())
     writes = Counter({("", "services", "", "APPLY"): 100, (bench.GROUP, bench.PLURAL, "status", "PATCH"): 300})
     row = bench.summary_row(100, floor, _operator_result(writes, operator_events=100, ready=_seconds(300.0)))
-    assert row == ["100", "10.0", "200.0", "1.0", "300.0", "1.50x", "100", "1.5", "5.00", "0"]
+    assert row == ["100", "0", "0.5", "10.0", "200.0", "1.0", "300.0", "1.50x", "100", "1.5", "5.00", "0"]
     markdown = bench.render_markdown(bench.SUMMARY_COLUMNS, [row])
-    assert markdown.splitlines()[2] == "| 100 | 10.0 | 200.0 | 1.0 | 300.0 | 1.50x | 100 | 1.5 | 5.00 | 0 |"
+    assert markdown.splitlines()[2] == "| 100 | 0 | 0.5 | 10.0 | 200.0 | 1.0 | 300.0 | 1.50x | 100 | 1.5 | 5.00 | 0 |"
     stuck = bench.summary_row(100, floor, _operator_result(writes, 100, ready=_seconds(None, reached=85)))
-    assert stuck[4:6] == [">480 (85/100)", ">2.40x"]
+    assert stuck[6:8] == [">480 (85/100)", ">2.40x"]
 
 
 def test_bad_arguments_name_the_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -196,6 +198,10 @@ def test_bad_arguments_name_the_option(capsys: pytest.CaptureFixture[str]) -> No
         assert message in capsys.readouterr().err
     assert bench.parse_args([]).sizes == [100, 1000]
     assert bench.parse_args(["--n", "1000"]).gpu_nodes == 20
+    among = bench.parse_args(["--n", "1000", "--unrelated-pods", "10000"])
+    assert among.operator_cluster_wide and bench.unrelated_nodes(among.unrelated_pods) == 91
+    assert bench.unrelated_pod(109)["spec"]["nodeName"] == "cpu-node-0"
+    assert bench.unrelated_pod(110)["spec"]["nodeName"] == "cpu-node-1"
     assert bench.parse_args(["--operator-env", "MODELDEPLOY_MAX_OBJECTS_IN_FLIGHT=4096"]).operator_env == {
         "MODELDEPLOY_MAX_OBJECTS_IN_FLIGHT": "4096"
     }
@@ -205,7 +211,8 @@ IN_FLIGHT = "MODELDEPLOY_MAX_OBJECTS_IN_FLIGHT=2"
 
 
 def test_a_tiny_run_end_to_end() -> None:
-    """Its own cluster, floor and operator runs at N=5: the benchmark keeps working, and says what it measured."""
+    """Its own cluster, floor and operator runs at N=5, then the operator among 30 churning unrelated pods: the
+    benchmark keeps working, and says what it measured."""
     result = subprocess.run(
         [
             sys.executable,
@@ -216,6 +223,8 @@ def test_a_tiny_run_end_to_end() -> None:
             "3",
             "--operator-env",
             IN_FLIGHT,
+            "--unrelated-pods",
+            "30",
         ],
         capture_output=True,
         text=True,
@@ -223,10 +232,13 @@ def test_a_tiny_run_end_to_end() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = next(line for line in result.stdout.splitlines() if line.startswith("| 5 | "))
-    cells = summary.strip("|").split("|")
-    assert len(cells) == len(bench.SUMMARY_COLUMNS)
-    assert ">" not in summary, "a run that gave up"
-    assert cells[-1].strip() == "0", "writes at steady state"
+    rows = [line.strip("|").split("|") for line in result.stdout.splitlines() if line.startswith("| 5 | ")]
+    summaries = [cells for cells in rows if len(cells) == len(bench.SUMMARY_COLUMNS)]
+    assert [cells[1].strip() for cells in summaries] == ["0", "30"], "without, then among unrelated pods"
+    for cells in summaries:
+        assert not any(">" in cell for cell in cells), "a run that gave up"
+        assert cells[2].strip() != "-", "a first reconcile"
+        assert cells[-1].strip() == "0", "writes at steady state"
+    assert "30 unrelated pods on 1 KWOK CPU nodes" in result.stdout
     assert "Kubernetes' defaults (20 QPS, burst 30)" in result.stdout
     assert f"at its defaults, {IN_FLIGHT}." in result.stdout

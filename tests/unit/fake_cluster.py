@@ -12,8 +12,9 @@ class FakeCluster:
     """The reconciler's I/O boundary (reconcile/cluster_api.py) in memory: an apiserver holding the children it
     was given or that were applied, answering as the real one would, and keeping every call."""
 
-    def __init__(self, replicaset_templates: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, replicaset_templates: dict[str, dict[str, Any]] | None = None, owner_alive: bool = True) -> None:
         self.replicaset_templates = replicaset_templates or {}
+        self.owner_alive = owner_alive  # what a live read of the ModelDeployment finds
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}  # by kind and name (one namespace)
         self.calls: list[tuple[str, Any]] = []
         self.failures: dict[str, Exception] = {}  # by kind: what applying it raises
@@ -38,6 +39,10 @@ class FakeCluster:
         if self.read_failure is not None:
             raise self.read_failure
         return copy.deepcopy(self.objects.get((kind, name)))
+
+    async def is_current(self, body: dict[str, Any]) -> bool:
+        self.calls.append(("is_current", body["metadata"]["uid"]))
+        return self.owner_alive
 
     async def hand_over_replicas(self, namespace: str, name: str, replicas: int) -> bool:
         self.calls.append(("hand_over_replicas", replicas))

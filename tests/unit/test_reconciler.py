@@ -275,3 +275,35 @@ async def test_a_deleted_child_is_recreated_with_a_drift_corrected_event() -> No
     assert [manifest["kind"] for manifest in api.made("apply")] == ["Service"]
     (event,) = api.made("post_event")
     assert event == ("Normal", "DriftCorrected", "restored Service resnet (missing)")
+
+
+async def test_a_child_missing_for_an_owner_that_is_gone_is_not_re_created_nor_the_status_written() -> None:
+    api = FakeCluster(owner_alive=False)
+
+    await _reconciler(api).reconcile(_body(1, "file:///models/good.pt", []), Children(), "child")
+
+    assert api.calls == [("is_current", "uid-1")]
+
+
+async def test_the_owner_is_read_live_once_per_reconcile_and_not_at_all_from_its_own_handler() -> None:
+    api = FakeCluster()
+    reconciler = _reconciler(api)
+
+    await reconciler.reconcile(_body(1, "file:///models/good.pt", []), Children(), "resync")
+    assert api.made("is_current") == ["uid-1"]
+    assert [m["kind"] for m in api.made("apply")] == ["Deployment", "Service", "NetworkPolicy"]
+
+    api.calls.clear()
+    await reconciler.reconcile(_body(1, "file:///models/good.pt", []), Children(), "spec", owner_confirmed=True)
+    assert api.made("is_current") == []
+
+
+async def test_an_older_generation_than_one_reconciled_is_not_applied_but_retried() -> None:
+    api = FakeCluster()
+    reconciler = _reconciler(api)
+    await reconciler.reconcile(_body(2, "file:///models/new.pt", []), Children(), "spec", owner_confirmed=True)
+    api.calls.clear()
+
+    with pytest.raises(kopf.TemporaryError):
+        await reconciler.reconcile(_body(1, "file:///models/old.pt", []), Children(), "child")
+    assert api.calls == []

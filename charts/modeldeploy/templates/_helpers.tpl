@@ -89,14 +89,15 @@ values make sense together: a wrong combination fails the install with a message
 {{- end }}
 
 {{/*
-The operator's rules in a watched namespace (or cluster-wide). kopf lists then watches what it serves; the
-operator server-side applies its children and merge-patches the status; nothing is read with get.
+The operator's rules in a watched namespace (or cluster-wide). kopf and the operator's caches list then watch what
+they serve; the operator server-side applies its children and merge-patches the status. The one get: a
+ModelDeployment read live before a missing child is re-created outside its own handler (is it still alive?).
 */}}
 {{- define "modeldeploy.operatorRules" -}}
 - apiGroups: ["serving.modeldeploy.dev"]
   resources: ["modeldeployments"]
   # patch: kopf keeps its progress and last-handled-configuration in annotations.
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["serving.modeldeploy.dev"]
   resources: ["modeldeployments/status"]
   verbs: ["patch"]

@@ -19,6 +19,10 @@ class ClusterApi(Protocol):
         """The child object of this kind and name as the apiserver has it now, None when there is none."""
         ...
 
+    async def is_current(self, body: dict[str, Any]) -> bool:
+        """Whether the ModelDeployment still exists as this very object (same uid) and is not being deleted."""
+        ...
+
     async def hand_over_replicas(self, namespace: str, name: str, replicas: int) -> bool:
         """Gives the Deployment's spec.replicas a second owner before an apply of ours leaves the field out."""
         ...

@@ -1,222 +1,135 @@
-"""kopf handlers: thin. They read from the watches' indexes, call the one reconcile, and report.
+"""kopf handlers and the operator's own watching: thin. They read from the caches, call the one reconcile, report.
 
-- The ModelDeployment's create/update/resume handlers reconcile with retries and backoff.
-- Events of the children (Deployment, Service, NetworkPolicy, Pods) reconcile their owner: a deleted Service or
-  an edited Deployment is restored at once, and the status follows the pods without any edit of the
-  ModelDeployment.
-- A resync re-checks every ModelDeployment from the indexes every resync period: the backstop for a missed
-  event or a write that failed, without the finalizer per object that kopf timers would add.
+- The ModelDeployment's create/update/resume handlers reconcile with kopf's retries and backoff, once the caches
+  have listed (so a restart does not take listed children for missing ones).
+- Changes of the children (Deployment, Service, NetworkPolicy, Pods) and of HPAs, seen by the caches (watch/),
+  queue a reconcile of their owner: a deleted Service or an edited Deployment is restored at once, and the status
+  follows the pods without any edit of the ModelDeployment. A transient failure is retried with backoff.
+- A resync lists the ModelDeployments again (dropping any the cache still holds but the apiserver does not) and
+  queues every one every resync period: the backstop for a missed event or a write that failed, without the
+  finalizer per object that kopf timers would add.
+- A ModelDeployment waiting for its upgrade wave is queued as soon as a place in the wave frees.
 """
 
 import asyncio
 import contextlib
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import httpx2
 import kopf
 
 from modeldeploy_operator.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
-from modeldeploy_operator.manifests.labels import (
-    INSTANCE_LABEL,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    TEMPLATE_HASH_ANNOTATION,
-)
-from modeldeploy_operator.reconcile.drift import slim_managed_fields
-from modeldeploy_operator.reconcile.reconciler import Children, Reconciler
+from modeldeploy_operator.reconcile.queue import Key, ReconcileQueue
+from modeldeploy_operator.reconcile.reconciler import Reconciler
+from modeldeploy_operator.watch.owned import AUTOSCALERS, Caches, controller_ref, snapshot
+from modeldeploy_operator.watch.store import Change
 
 logger = logging.getLogger(__name__)
 
-Key = tuple[str, str]
-INDEXES = (
-    "modeldeployments",
-    "owned_deployments",
-    "owned_services",
-    "owned_network_policies",
-    "owned_pods",
-    "autoscaled_deployments",
-)
-OWNED = {MANAGED_BY_LABEL: MANAGED_BY}
 # For errors kopf does not classify; ours carry their own delay (TemporaryError) or stop (PermanentError).
 RETRY_BACKOFF_SECONDS = 10
 
 
-def _controller_ref(body: kopf.Body) -> Mapping[str, Any] | None:
-    """The owner reference to the ModelDeployment that controls this child, if any."""
-    for ref in body.metadata.get("ownerReferences") or []:
-        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/") and ref.get("controller"):
-            return ref
-    return None
+class Watching:
+    """The caches, the queue of reconciles they trigger, and the resync: started and stopped with kopf."""
 
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        http_factory: Callable[[], httpx2.AsyncClient],
+        namespaces: Iterable[str],
+        server_timeout: int,
+        workers: int,
+        resync_period: float,
+    ) -> None:
+        self._reconciler = reconciler
+        self._http_factory = http_factory
+        self._namespaces = list(namespaces)
+        self._server_timeout = server_timeout
+        self._resync_period = resync_period
+        self.queue = ReconcileQueue(self._reconcile_owner, workers)
+        self._http: httpx2.AsyncClient | None = None
+        self._caches: Caches | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
-def _owner_key(namespace: str | None, body: kopf.Body) -> Key | None:
-    """The ModelDeployment a child belongs to: its controller owner reference, else (pods) its instance label."""
-    ref = _controller_ref(body)
-    if ref is not None:
-        return (namespace or "", ref["name"])
-    if body.get("kind") == "Pod" and INSTANCE_LABEL in body.metadata.labels:
-        return (namespace or "", body.metadata.labels[INSTANCE_LABEL])
-    return None
+    @property
+    def caches(self) -> Caches:
+        if self._caches is None:
+            raise RuntimeError("the caches start with the operator")
+        return self._caches
 
+    def start(self) -> None:
+        self._http = self._http_factory()
+        self._caches = Caches(self._http, self._namespaces, self.on_changes, self._server_timeout)
+        tasks = (self._caches.run(), self.queue.run(), self._resync(), self._wake_for_upgrade_waves())
+        self._tasks = [asyncio.create_task(task) for task in tasks]
 
-def _snapshot(body: kopf.Body) -> dict[str, Any]:
-    """A copy of what the reconcile reads, with only our field manager's fields of its managedFields, packed (drift
-    is decided from them): the rest is often half of an object's bytes, and the indexes hold one copy per object."""
-    return slim_managed_fields(copy.deepcopy(dict(body)))
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._http is not None:
+            await self._http.aclose()
 
+    def on_changes(self, kind: str, changes: Iterable[Change]) -> None:
+        for change in changes:
+            if change.deleted is not None and kind == KIND:
+                self._reconciler.forget(str(change.deleted["metadata"]["uid"]))
+            elif change.deleted is not None and (ref := controller_ref(change.deleted)) is not None:
+                self._reconciler.forget(str(ref["uid"]), kind)
+            if kind != KIND:  # the ModelDeployments' own changes go to their kopf handlers
+                self.queue.add(change.owner, "autoscaler" if kind == AUTOSCALERS.kind else "child")
 
-def _pod_snapshot(body: kopf.Body) -> dict[str, Any]:
-    """Of a pod, only what the status is computed from: pods are the most numerous objects we watch."""
-    metadata, status = body.get("metadata", {}), body.get("status", {})
-    kept_status = ("conditions", "containerStatuses", "initContainerStatuses")
-    kept_metadata = {k: metadata[k] for k in ("name", "deletionTimestamp") if k in metadata}
-    version = (metadata.get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION)
-    if version is not None:
-        kept_metadata["annotations"] = {TEMPLATE_HASH_ANNOTATION: version}
-    return copy.deepcopy({"metadata": kept_metadata, "status": {k: status[k] for k in kept_status if k in status}})
+    async def _reconcile_owner(self, key: Key, trigger: str) -> None:
+        owner = self.caches.modeldeployment(key)
+        if owner is None or owner["metadata"].get("deletionTimestamp"):
+            return  # not ours, or its owner is gone and garbage collection takes the child
+        self.prime_upgrade_waves()
+        await self._reconciler.reconcile(owner, self.caches.children(key), trigger=trigger)
 
+    def prime_upgrade_waves(self) -> None:
+        """Before the first decision (once the caches have listed), count the rollouts of the operator's own
+        template changes that a predecessor started: the Deployments are all in the cache."""
+        self._reconciler.waves.prime(self.caches.deployments())
 
-def _only(store: Any) -> dict[str, Any] | None:
-    return next(iter(store), None) if store is not None else None
+    async def _wake_for_upgrade_waves(self) -> None:
+        while True:
+            self.queue.add(await self._reconciler.waves.next_woken(), "wave")
 
-
-def _scaled_deployment(namespace: str | None, hpa_spec: Mapping[str, Any]) -> Key | None:
-    """The Deployment an HPA scales; it has its ModelDeployment's name."""
-    target = hpa_spec.get("scaleTargetRef") or {}
-    if target.get("kind") == "Deployment" and str(target.get("apiVersion", "")).startswith("apps/"):
-        return (namespace or "", target["name"])
-    return None
-
-
-async def _reconcile_from_indexes(
-    reconciler: Reconciler, key: Key | None, indexes: Mapping[str, Any], trigger: str
-) -> None:
-    """Reconciles ModelDeployment `key`, if it exists, outside its own handler (after another object's event, or
-    at the resync): nothing retries it, the next event or resync re-checks."""
-    owner = _only(indexes["modeldeployments"].get(key)) if key else None
-    if key is None or owner is None or owner["metadata"].get("deletionTimestamp"):
-        return  # not ours, or its owner is gone and garbage collection takes the child
-    _prime_waves(reconciler, indexes)
-    try:
-        await reconciler.reconcile(owner, children_of(key, indexes), trigger=trigger)
-    except (kopf.PermanentError, kopf.TemporaryError) as error:
-        # The module's logger, not kopf's: kopf's would post every such warning as an Event on the object.
-        logger.warning("reconcile of %s/%s (%s) failed: %s", *key, trigger, error)
-
-
-def _prime_waves(reconciler: Reconciler, indexes: Mapping[str, Any]) -> None:
-    # kopf fills every index before it runs the first handler: the Deployments are all there.
-    reconciler.waves.prime(_only(store) for store in indexes["owned_deployments"].values())
-
-
-def children_of(key: Key, indexes: Mapping[str, Any]) -> Children:
-    return Children(
-        deployment=_only(indexes["owned_deployments"].get(key)),
-        service=_only(indexes["owned_services"].get(key)),
-        network_policy=_only(indexes["owned_network_policies"].get(key)),
-        pods=list(indexes["owned_pods"].get(key) or []),
-        deployment_autoscaled=key in indexes["autoscaled_deployments"],
-    )
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self._resync_period)
+            try:
+                await self.caches.relist(KIND)
+            except httpx2.HTTPError as error:
+                logger.warning("resync could not list the ModelDeployments (%s): checking the cached ones", error)
+            for key in self.caches.modeldeployments():
+                self.queue.add(key, "resync")
 
 
 def register(
-    registry: kopf.OperatorRegistry, reconciler: Reconciler, handler_timeout: float, resync_period: float
+    registry: kopf.OperatorRegistry, watching: Watching, reconciler: Reconciler, handler_timeout: float
 ) -> None:
-    @kopf.index(GROUP, VERSION, PLURAL, registry=registry, id="modeldeployments")
-    def modeldeployments(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]]:
-        return {(namespace or "", name): _snapshot(body)}
-
-    @kopf.index("apps", "v1", "deployments", labels=OWNED, registry=registry, id="owned_deployments")
-    def owned_deployments(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
-        key = _owner_key(namespace, body)
-        return {key: _snapshot(body)} if key else None
-
-    @kopf.index("v1", "services", labels=OWNED, registry=registry, id="owned_services")
-    def owned_services(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
-        key = _owner_key(namespace, body)
-        return {key: _snapshot(body)} if key else None
-
-    @kopf.index("networking.k8s.io", "v1", "networkpolicies", labels=OWNED, registry=registry,
-                id="owned_network_policies")  # fmt: skip
-    def owned_network_policies(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
-        key = _owner_key(namespace, body)
-        return {key: _snapshot(body)} if key else None
-
-    @kopf.index("v1", "pods", labels=OWNED, registry=registry, id="owned_pods")
-    def owned_pods(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] | None:
-        key = _owner_key(namespace, body)
-        return {key: _pod_snapshot(body)} if key else None
-
-    @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", registry=registry, id="autoscaled_deployments")
-    def autoscaled_deployments(*, namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[Key, bool] | None:
-        key = _scaled_deployment(namespace, spec)
-        return {key: True} if key else None
-
     bounds: dict[str, Any] = {"registry": registry, "timeout": handler_timeout, "backoff": RETRY_BACKOFF_SECONDS}
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", **bounds)
     @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", **bounds)
     @kopf.on.update(GROUP, VERSION, PLURAL, id="reconcile", **bounds)
-    async def reconcile_modeldeployment(*, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any) -> None:
-        key = (namespace or "", name)
-        _prime_waves(reconciler, kwargs)
-        await reconciler.reconcile(_snapshot(body), children_of(key, kwargs), trigger="spec")
-
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="forget_deleted")
-    def forget_deleted(*, type: str, uid: str, **_: Any) -> None:
-        if type == "DELETED":
-            reconciler.forget(uid)
-
-    @kopf.on.event("apps", "v1", "deployments", labels=OWNED, registry=registry, id="deployment_changed")
-    @kopf.on.event("v1", "services", labels=OWNED, registry=registry, id="service_changed")
-    @kopf.on.event(
-        "networking.k8s.io", "v1", "networkpolicies", labels=OWNED, registry=registry, id="network_policy_changed"
-    )
-    @kopf.on.event("v1", "pods", labels=OWNED, registry=registry, id="pod_changed")
-    async def child_changed(*, type: str, namespace: str | None, body: kopf.Body, **kwargs: Any) -> None:
-        ref = _controller_ref(body)
-        if type == "DELETED" and ref is not None:
-            reconciler.forget(str(ref["uid"]), body.get("kind"))
-        await _reconcile_from_indexes(reconciler, _owner_key(namespace, body), kwargs, trigger="child")
-
-    # An HPA that comes or goes takes or gives back the Deployment's replicas: act on it now, not at the resync.
-    @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", registry=registry, id="autoscaler_changed")
-    async def autoscaler_changed(*, namespace: str | None, spec: kopf.Spec, **kwargs: Any) -> None:
-        await _reconcile_from_indexes(reconciler, _scaled_deployment(namespace, spec), kwargs, trigger="autoscaler")
+    async def reconcile_modeldeployment(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+        await watching.caches.wait_listed()
+        watching.prime_upgrade_waves()
+        children = watching.caches.children((namespace or "", name))
+        await reconciler.reconcile(snapshot(copy.deepcopy(dict(body))), children, "spec", owner_confirmed=True)
 
     @kopf.on.startup(registry=registry)
-    async def start_resync(*, memo: kopf.Memo, **kwargs: Any) -> None:
-        # Startup handlers get the (still empty) index objects; the resync reads them as they fill.
-        indexes = {name: kwargs[name] for name in INDEXES}
-        memo["resync"] = asyncio.create_task(resync_forever(reconciler, indexes, resync_period))
-        memo["waves"] = asyncio.create_task(reconcile_woken_forever(reconciler, indexes))
+    async def start_watching(**_: Any) -> None:
+        watching.start()
 
     @kopf.on.cleanup(registry=registry)
-    async def stop_resync(*, memo: kopf.Memo, **_: Any) -> None:
-        for task in (memo.get("resync"), memo.get("waves")):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-
-async def resync_forever(reconciler: Reconciler, indexes: Mapping[str, Any], period: float) -> None:
-    while True:
-        await asyncio.sleep(period)
-        for key in list(indexes["modeldeployments"].keys()):
-            try:
-                await _reconcile_from_indexes(reconciler, key, indexes, trigger="resync")
-            except Exception:  # one broken object must not stop the backstop for all the others
-                logger.exception("resync of %s/%s failed", *key)
-
-
-async def reconcile_woken_forever(reconciler: Reconciler, indexes: Mapping[str, Any]) -> None:
-    """Reconciles each ModelDeployment waiting for its upgrade wave as soon as a place in the wave frees."""
-    while True:
-        key = await reconciler.waves.next_woken()
-        try:
-            await _reconcile_from_indexes(reconciler, key, indexes, trigger="wave")
-        except Exception:  # one broken object must not stop the waves of all the others
-            logger.exception("reconcile of %s/%s for its upgrade wave failed", *key)
+    async def stop_watching(**_: Any) -> None:
+        await watching.stop()

@@ -1,8 +1,8 @@
-"""What we wrote, until the watches show it: the indexes lag our own writes by a watch event.
+"""What we wrote, until the watches show it: the caches lag our own writes by a watch event.
 
 Without this, a reconcile triggered by another object's event between our write and its watch event reads the
-old object from the index and writes again (at N = 1000, every Service was applied about twice). An entry is
-dropped once the index holds the same or a newer resourceVersion, so a later change by someone else is seen, and
+old object from the cache and writes again (at N = 1000, every Service was applied about twice). An entry is
+dropped once the cache holds the same or a newer resourceVersion, so a later change by someone else is seen, and
 when the watch reports the object deleted.
 """
 

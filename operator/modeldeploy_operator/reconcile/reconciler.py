@@ -1,7 +1,7 @@
 """One reconcile for every trigger: a spec change, a child's event, the periodic resync, an operator restart.
 
 Parse the ModelDeployment, build the desired children, apply those that drifted, compute the status and
-write it when it changed. Everything is read from kopf's indexes, so nothing is written at steady state.
+write it when it changed. Everything is read from the operator's caches, so nothing is written at steady state.
 """
 
 import asyncio
@@ -92,6 +92,8 @@ class Reconciler:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._own_writes = OwnWrites()
         self.waves = UpgradeWaves(upgrade_wave_size)
+        # The newest generation reconciled per ModelDeployment: the caches' copy can lag the handler's body.
+        self._generations: dict[str, int] = {}
 
     def forget(self, uid: str, kind: str | None = None) -> None:
         """The watch saw the ModelDeployment (kind None) or one of its children deleted."""
@@ -99,20 +101,32 @@ class Reconciler:
         if kind is None:
             self._locks.pop(uid, None)
             self.waves.forget(uid)
+            self._generations.pop(uid, None)
 
-    async def reconcile(self, body: dict[str, Any], children: Children, trigger: str) -> None:
-        """Raises kopf.PermanentError for a spec that cannot be served, kopf.TemporaryError for what will heal."""
+    async def reconcile(
+        self, body: dict[str, Any], children: Children, trigger: str, owner_confirmed: bool = False
+    ) -> None:
+        """Raises kopf.PermanentError for a spec that cannot be served, kopf.TemporaryError for what will heal.
+
+        `owner_confirmed`: the body comes from the ModelDeployment's own handler. Otherwise it comes from a cache
+        that may still hold an owner just deleted, and a missing child is re-created only once a live read
+        confirms the owner: never a child with an owner reference to a dead uid."""
         started = time.monotonic()
         result = "error"
-        async with self._locks[body["metadata"]["uid"]]:
+        uid, generation = body["metadata"]["uid"], int(body["metadata"].get("generation") or 0)
+        async with self._locks[uid]:
+            if generation < self._generations.get(uid, 0):
+                # Applying it would roll the children back to an older spec until the cache catches up.
+                raise kopf.TemporaryError(f"generation {generation} is older than one already reconciled", delay=1)
+            self._generations[uid] = generation
             try:
-                await self._reconcile(body, children)
+                await self._reconcile(body, children, owner_confirmed)
                 result = "ok"
             finally:
                 metrics.RECONCILES.labels(trigger, result).inc()
                 metrics.RECONCILE_SECONDS.labels(trigger).observe(time.monotonic() - started)
 
-    async def _reconcile(self, body: dict[str, Any], children: Children) -> None:
+    async def _reconcile(self, body: dict[str, Any], children: Children, owner_confirmed: bool) -> None:
         uid = body["metadata"]["uid"]
         try:
             md = ModelDeployment.from_body(body)
@@ -134,6 +148,9 @@ class Reconciler:
             plan = await self._plan_deployment(body, md, options, desired_replicas, live["Deployment"], children.pods)
             built = (plan.manifest, build_service(md), build_network_policy(md, self._metrics_scraper_namespace))
             desired = [stamp(manifest) for manifest in built]
+            if not owner_confirmed and None in live.values() and not await self._api.is_current(body):
+                logger.info("%s/%s is gone: its missing children are not re-created", md.namespace, md.name)
+                return
             conflict = await self._child_conflict(md, live)
             if conflict is not None:
                 await self._report_unservable(body, children, conflict)  # its Degraded event names it

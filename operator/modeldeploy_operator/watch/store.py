@@ -1,0 +1,100 @@
+"""The objects of one watched kind as the apiserver last showed them: pure, no I/O.
+
+A list replaces the whole store, so it converges to the apiserver: an object deleted while the watch was away
+(410 Gone, a restart) is dropped, not kept as a ghost. Watch events that a list already covers (their
+resourceVersion is not newer than the list's) are ignored, so a list taken while a watch runs never goes back
+in time.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+Key = tuple[str, str]  # (namespace, name)
+OwnerOf = Callable[[dict[str, Any]], Key | None]
+Snapshot = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Change:
+    """An owner whose objects changed; `deleted` is the snapshot of an object that is gone, if one is."""
+
+    owner: Key
+    deleted: dict[str, Any] | None = None
+
+
+def resource_version(obj: dict[str, Any]) -> int:
+    # resourceVersions are etcd revisions: comparable as integers on every apiserver backed by etcd.
+    value = (obj.get("metadata") or {}).get("resourceVersion") or ""
+    return int(value) if value.isdigit() else -1
+
+
+def object_key(obj: dict[str, Any]) -> Key:
+    metadata = obj.get("metadata") or {}
+    return (metadata.get("namespace") or "", metadata.get("name") or "")
+
+
+class Store:
+    def __init__(self, owner_of: OwnerOf, snapshot: Snapshot) -> None:
+        self._owner_of = owner_of
+        self._snapshot = snapshot
+        self._objects: dict[Key, tuple[Key, int, dict[str, Any]]] = {}  # key -> (owner, version, snapshot)
+        self._by_owner: defaultdict[Key, dict[Key, dict[str, Any]]] = defaultdict(dict)
+        self.listed_version = -1
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def owners(self) -> list[Key]:
+        return list(self._by_owner)
+
+    def owned_by(self, owner: Key) -> list[dict[str, Any]]:
+        return list(self._by_owner.get(owner, {}).values())
+
+    def replace(self, listed: Iterable[dict[str, Any]], version: str) -> list[Change]:
+        """A list's objects become the store's; returns the owners whose objects came, went or changed."""
+        before = self._objects
+        self._objects, self._by_owner = {}, defaultdict(dict)
+        self.listed_version = int(version) if version.isdigit() else -1
+        changes: list[Change] = []
+        for obj in listed:
+            key, owner = object_key(obj), self._owner_of(obj)
+            if owner is None:
+                continue
+            self._put(key, owner, obj)
+            previous = before.pop(key, None)
+            if previous is None or previous[1] != resource_version(obj) or previous[0] != owner:
+                changes.append(Change(owner))
+        changes += [Change(owner, snapshot) for owner, _, snapshot in before.values()]
+        return changes
+
+    def apply(self, event_type: str, obj: dict[str, Any]) -> list[Change]:
+        """One watch event (ADDED, MODIFIED or DELETED); returns the owners it concerns."""
+        version = resource_version(obj)
+        if 0 <= version <= self.listed_version:
+            return []  # the list this store holds already shows it
+        key = object_key(obj)
+        previous = self._drop(key)
+        owner = self._owner_of(obj)
+        if event_type == "DELETED":
+            return [Change(previous[0], previous[2])] if previous else []
+        changes = [Change(previous[0])] if previous and previous[0] != owner else []
+        if owner is not None:
+            self._put(key, owner, obj)
+            changes.append(Change(owner))
+        return changes
+
+    def _put(self, key: Key, owner: Key, obj: dict[str, Any]) -> None:
+        snapshot = self._snapshot(obj)
+        self._objects[key] = (owner, resource_version(obj), snapshot)
+        self._by_owner[owner][key] = snapshot
+
+    def _drop(self, key: Key) -> tuple[Key, int, dict[str, Any]] | None:
+        previous = self._objects.pop(key, None)
+        if previous is not None:
+            siblings = self._by_owner[previous[0]]
+            siblings.pop(key, None)
+            if not siblings:
+                del self._by_owner[previous[0]]
+        return previous

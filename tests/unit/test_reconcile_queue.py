@@ -1,0 +1,79 @@
+"""The queue of reconciles outside a ModelDeployment's own handler: folded triggers, bounded retries."""
+
+import asyncio
+import contextlib
+
+import kopf
+from modeldeploy_operator.reconcile.queue import Backoff, Key, ReconcileQueue
+
+
+def test_backoff_grows_to_its_cap_and_ends() -> None:
+    backoff = Backoff(delays=(1, 2, 5), max_retries=4)
+    assert [backoff.delay(retry) for retry in range(1, 6)] == [1, 2, 5, 5, None]
+
+
+async def _run_until_idle(queue: ReconcileQueue, seconds: float) -> None:
+    task = asyncio.create_task(queue.run())
+    await asyncio.sleep(seconds)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_a_transient_failure_is_retried_with_backoff_until_it_succeeds() -> None:
+    calls: list[tuple[Key, str]] = []
+
+    async def reconcile(key: Key, trigger: str) -> None:
+        calls.append((key, trigger))
+        if len(calls) < 3:
+            raise kopf.TemporaryError("apiserver busy")
+
+    queue = ReconcileQueue(reconcile, workers=2, backoff=Backoff(delays=(0.01, 0.02), max_retries=5))
+    queue.add(("team-a", "resnet"), "child")
+    await _run_until_idle(queue, 0.3)
+
+    assert calls == [(("team-a", "resnet"), "child"), (("team-a", "resnet"), "retry"), (("team-a", "resnet"), "retry")]
+    assert len(queue) == 0
+
+
+async def test_retries_are_bounded_and_permanent_errors_are_not_retried() -> None:
+    calls: list[Key] = []
+
+    async def reconcile(key: Key, trigger: str) -> None:
+        calls.append(key)
+        raise kopf.TemporaryError("down") if key[1] == "flaky" else kopf.PermanentError("bad spec")
+
+    queue = ReconcileQueue(reconcile, workers=1, backoff=Backoff(delays=(0.01,), max_retries=2))
+    queue.add(("ns", "flaky"), "child")
+    queue.add(("ns", "broken"), "child")
+    await _run_until_idle(queue, 0.3)
+
+    assert calls.count(("ns", "flaky")) == 3 and calls.count(("ns", "broken")) == 1
+
+
+async def test_triggers_during_a_run_fold_into_one_more_run_and_one_key_never_runs_twice_at_once() -> None:
+    running: set[Key] = set()
+    runs: list[str] = []
+    release = asyncio.Event()
+
+    async def reconcile(key: Key, trigger: str) -> None:
+        assert key not in running
+        running.add(key)
+        runs.append(trigger)
+        if len(runs) == 1:
+            await release.wait()
+        running.discard(key)
+
+    queue = ReconcileQueue(reconcile, workers=4)
+    task = asyncio.create_task(queue.run())
+    queue.add(("ns", "a"), "child")
+    await asyncio.sleep(0.01)
+    for trigger in ("child", "resync", "autoscaler"):
+        queue.add(("ns", "a"), trigger)
+    release.set()
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    assert runs == ["child", "child"]
