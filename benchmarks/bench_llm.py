@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import StreamingResponse
 
@@ -55,6 +56,8 @@ class LoadResult:
     itl_p50_ms: float
     itl_p99_ms: float
     seconds: float
+    # The server process's CPU time (all its threads) per output token: on a shared machine, steadier than tokens/s.
+    server_cpu_ms_per_token: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -99,19 +102,30 @@ def _requests(count: int, seed: int) -> list[tuple[str, int]]:
 
 
 async def _one_request(client: object, model: str, prompt: str, max_tokens: int) -> tuple[float, list[float], int]:
-    """Time to first token, the inter-token latency (none for a one-token answer), and the output tokens."""
+    """Time to first token, the inter-token latency (none for a one-token answer), and the output tokens.
+
+    The `openai` client sends the request and reads the stream; its events are parsed here with orjson rather than
+    into the client's pydantic chunk objects, which cost as much CPU as a server's whole work per token and, on a
+    machine whose cores the load generator shares with the server, would compress every server to the same speed.
+    """
     started = time.perf_counter()
-    stream = await client.chat.completions.create(  # type: ignore[attr-defined]
-        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0,
-        stream=True, stream_options={"include_usage": True},
-    )  # fmt: skip
     arrivals: list[float] = []
     tokens = 0
-    async for chunk in stream:
-        if chunk.usage is not None:
-            tokens = chunk.usage.completion_tokens
-        if chunk.choices and chunk.choices[0].delta.content:
-            arrivals.append(time.perf_counter())
+    async with client.chat.completions.with_streaming_response.create(  # type: ignore[attr-defined]
+        model=model, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0,
+        stream=True, stream_options={"include_usage": True},
+    ) as response:  # fmt: skip
+        async for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = orjson.loads(line[6:])
+            if "error" in chunk:
+                raise RuntimeError(f"error event: {chunk['error']}")
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            choices = chunk.get("choices")
+            if choices and (choices[0].get("delta") or {}).get("content"):
+                arrivals.append(time.perf_counter())
     if not arrivals:  # the model's first token was its end of sequence: the answer is complete, and empty
         arrivals.append(time.perf_counter())
     tokens = tokens or len(arrivals)
@@ -208,6 +222,15 @@ def _stop(started: _Started) -> None:
         started.process.wait()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc (Linux); NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     import socket
 
@@ -231,10 +254,18 @@ def benchmark(model_dir: Path, concurrencies: list[int], log_dir: Path) -> list[
                 continue
             try:
                 run_load(started.url, server.model_id, 1, seed=99)  # warm-up: lazy initialisation, first batches
+                cpu_before = _cpu_seconds(started.process.pid)
                 figures = run_load(started.url, server.model_id, concurrency, seed=concurrency)
+                cpu_seconds = _cpu_seconds(started.process.pid) - cpu_before
             finally:
                 _stop(started)
-            result = LoadResult(server=server.name, concurrency=concurrency, **figures)  # type: ignore[arg-type]
+            tokens = float(figures["output_tokens_per_s"]) * float(figures["seconds"])  # type: ignore[arg-type]
+            result = LoadResult(
+                server=server.name,
+                concurrency=concurrency,
+                server_cpu_ms_per_token=cpu_seconds * 1000 / tokens if tokens else float("nan"),
+                **figures,  # type: ignore[arg-type]
+            )
             print(f"   c={concurrency} {server.name}: {result.output_tokens_per_s:.0f} tok/s", file=sys.stderr)
             results.append(result)
     return results
@@ -243,13 +274,14 @@ def benchmark(model_dir: Path, concurrencies: list[int], log_dir: Path) -> list[
 def render(results: list[LoadResult]) -> str:
     lines = [
         "| server | concurrency | requests | errors | output tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms "
-        "| ITL p99 ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ITL p99 ms | server CPU ms/token |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for item in sorted(results, key=lambda result: (result.concurrency, result.server)):
         lines.append(
             f"| {item.server} | {item.concurrency} | {item.requests} | {item.errors} | {item.output_tokens_per_s:.0f} "
-            f"| {item.ttft_p50_ms:.0f} | {item.ttft_p99_ms:.0f} | {item.itl_p50_ms:.1f} | {item.itl_p99_ms:.1f} |"
+            f"| {item.ttft_p50_ms:.0f} | {item.ttft_p99_ms:.0f} | {item.itl_p50_ms:.1f} | {item.itl_p99_ms:.1f} "
+            f"| {item.server_cpu_ms_per_token:.2f} |"
         )
     for concurrency in sorted({item.concurrency for item in results}):
         ours = next((r for r in results if r.concurrency == concurrency and r.server.startswith("modeldeploy")), None)
@@ -259,7 +291,8 @@ def render(results: list[LoadResult]) -> str:
             lines.append(
                 f"\nconcurrency {concurrency}: {ours.output_tokens_per_s / best.output_tokens_per_s:.2f}x the output "
                 f"tokens/s of `{best.server}` (its best); TTFT p99 {ours.ttft_p99_ms:.0f} ms vs "
-                f"{best.ttft_p99_ms:.0f} ms"
+                f"{best.ttft_p99_ms:.0f} ms; server CPU per output token {ours.server_cpu_ms_per_token:.2f} ms vs "
+                f"{best.server_cpu_ms_per_token:.2f} ms"
             )
     return "\n".join(lines)
 

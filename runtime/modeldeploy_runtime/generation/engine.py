@@ -28,6 +28,7 @@ from transformers.generation.continuous_batching import ContinuousBatchingManage
 from transformers.generation.continuous_batching.requests import GenerationOutput
 
 from modeldeploy_runtime.errors import InferenceFailed, InvalidInput, ModelNotReady, Overloaded
+from modeldeploy_runtime.generation.attention import use_per_sequence_attention
 from modeldeploy_runtime.generation.text import IncrementalText
 from modeldeploy_runtime.model.huggingface import TextGenerationModel
 
@@ -192,6 +193,8 @@ class GenerationEngine:
                 use_cuda_graph=False,
             ),
         )
+        # After the manager's own choice of attention (it refuses names it does not know), before its first batch.
+        use_per_sequence_attention(model.model)
 
     @property
     def running(self) -> int:
