@@ -1,7 +1,7 @@
 """The audit log: one JSON line per request to a key-protected route, on stdout (a stable format, docs/runtime.md).
 
-Each line is one object with the fields of `RequestRecord.document`, always all of them, in that order; fields
-that do not apply are null. Version 1 never renames or removes a field; new fields may be added at the end. The key
+Each line is one object with the public fields of `RequestRecord`, always all of them, in that order; fields that
+do not apply are null. Version 1 never renames or removes a field; new fields may be added at the end. The key
 itself is never written, only its owner (the entry's name in the key Secret), and the request body only when
 `audit_payloads` asks for it (`PayloadRecord`).
 """
@@ -17,6 +17,7 @@ import queue
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 
 import orjson
 from starlette.types import Scope
@@ -27,69 +28,59 @@ SCOPE_KEY = "modeldeploy.request"
 _log = logging.getLogger(__name__)
 
 
+# orjson writes a dataclass as an object of its fields in their order, leaving out those whose names start with an
+# underscore (documented since orjson 3.0.2); without __slots__ it reads the instance's dict directly, faster than
+# building a dict for each line: the public fields below are the audit line, the others bookkeeping.
+@dataclass(kw_only=True)
 class RequestRecord:
     """What one request did; handlers fill in the model, protocol and tokens, the access layer the rest."""
 
-    # Class-level defaults: a request pays only for the fields it sets.
+    format: str = AUDIT_FORMAT
+    time: str = ""  # RFC 3339, UTC, milliseconds; set with latency_ms when the line is made
+    request_id: str
     key_owner: str | None = None
     model: str | None = None
     protocol: str | None = None
+    method: str
+    route: str
     status: int | None = None
-    request_bytes = 0
-    response_bytes = 0
+    latency_ms: float = 0.0
+    request_bytes: int = 0
+    response_bytes: int = 0
     # Tokens a text model read and wrote for this request; the generation path sets it, the limits charge it.
     tokens: int | None = None
-    latency_s = 0.0
-
-    def __init__(self, request_id: str, method: str, route: str, client: str | None, started: float) -> None:
-        self.request_id = request_id
-        self.method = method
-        self.route = route
-        self.client = client
-        self.started = started  # time.perf_counter() when the request arrived
+    client: str | None
+    _started: float  # time.perf_counter() when the request arrived
+    _latency_s: float = 0.0
 
     def received(self, chunk: bytes) -> None:
         self.request_bytes += len(chunk)
 
     def end(self) -> None:
-        self.latency_s = time.perf_counter() - self.started
+        self._latency_s = time.perf_counter() - self._started
 
-    def document(self, perf_to_wall: float) -> dict[str, object]:
-        """The audit line's object; `perf_to_wall` turns a `time.perf_counter()` reading into epoch seconds."""
-        return {
-            "format": AUDIT_FORMAT,
-            "time": _rfc3339_utc(self.started + perf_to_wall),
-            "request_id": self.request_id,
-            "key_owner": self.key_owner,
-            "model": self.model,
-            "protocol": self.protocol,
-            "method": self.method,
-            "route": self.route,
-            "status": self.status,
-            # Milliseconds with three decimals; an integer division is exact where round() is slow.
-            "latency_ms": int(self.latency_s * 1_000_000) / 1000,
-            "request_bytes": self.request_bytes,
-            "response_bytes": self.response_bytes,
-            "tokens": self.tokens,
-            "client": self.client,
-        }
+    def line(self, perf_to_wall: float) -> bytes:
+        """The audit line; `perf_to_wall` turns a `time.perf_counter()` reading into epoch seconds."""
+        self.time = _rfc3339_utc(self._started + perf_to_wall)
+        # Milliseconds with three decimals; an integer division is exact where round() is slow.
+        self.latency_ms = int(self._latency_s * 1_000_000) / 1000
+        return orjson.dumps(self, option=orjson.OPT_APPEND_NEWLINE)
 
 
+@dataclass(kw_only=True)
 class PayloadRecord(RequestRecord):
     """A record that keeps the request's body too (`audit_payloads`): its line ends with `payload_base64`."""
 
-    def __init__(self, request_id: str, method: str, route: str, client: str | None, started: float) -> None:
-        super().__init__(request_id, method, route, client, started)
-        self.chunks: list[bytes] = []
+    payload_base64: str | None = None
+    _chunks: list[bytes] = field(default_factory=list)
 
     def received(self, chunk: bytes) -> None:
         self.request_bytes += len(chunk)
-        self.chunks.append(chunk)
+        self._chunks.append(chunk)
 
-    def document(self, perf_to_wall: float) -> dict[str, object]:
-        document = super().document(perf_to_wall)
-        document["payload_base64"] = base64.b64encode(b"".join(self.chunks)).decode()
-        return document
+    def line(self, perf_to_wall: float) -> bytes:
+        self.payload_base64 = base64.b64encode(b"".join(self._chunks)).decode()
+        return super().line(perf_to_wall)
 
 
 @functools.lru_cache(maxsize=4)
@@ -110,30 +101,34 @@ def request_record(scope: Scope) -> RequestRecord | None:
 
 
 class AuditLog:
-    """Collects finished records; every `FLUSH_AFTER_S` (or `FLUSH_AT_RECORDS`) turns them into lines at once and
-    hands those to a writer thread.
+    """Turns each finished record into its line at once, and every `FLUSH_AFTER_S` (or `FLUSH_AT_LINES`) hands the
+    lines gathered to a writer thread.
 
-    A request costs the event loop one list append; the lines of a batch are made together (orjson), and the
-    `write()` calls happen in the writer thread, so a slow reader of stdout never stalls the event loop. That thread
-    is at most `MAX_BATCHES_BEHIND` batches behind: past that, flushing waits for it (memory stays bounded, and no
-    line is dropped unless stdout itself fails). A line reaches stdout about `FLUSH_AFTER_S` after its request
-    ended; `close` writes what is left when the server shuts down (not when the container is killed).
+    A line is made when its request ends, so the record is freed there and then: records kept for a batch would live
+    through garbage collections and be promoted to the old generations, whose collections scan the whole heap (torch
+    included). The `write()` calls happen in the writer thread, so a slow reader of stdout never stalls the event
+    loop. That thread is at most `MAX_BATCHES_BEHIND` batches behind: past that, flushing waits for it (memory stays
+    bounded, and no line is dropped unless stdout itself fails). A line reaches stdout about `FLUSH_AFTER_S` after
+    its request ended; `close` writes what is left when the server shuts down (not when the container is killed).
     """
 
     FLUSH_AFTER_S = 0.05
-    FLUSH_AT_RECORDS = 1024
+    FLUSH_AT_LINES = 1024
     MAX_BATCHES_BEHIND = 64
 
     def __init__(self, fd: int | None = None) -> None:
         self._fd = sys.stdout.fileno() if fd is None else fd
-        self._records: list[RequestRecord] = []
+        self._lines: list[bytes] = []
         self._flush_scheduled = False
+        # Turns time.perf_counter() readings into epoch seconds; renewed at every flush, so a step of the wall
+        # clock shows within one batch.
+        self._perf_to_wall = time.time() - time.perf_counter()
         self._batches: queue.Queue[bytes | None] = queue.Queue(self.MAX_BATCHES_BEHIND)
         self._writer: threading.Thread | None = None
 
     def write(self, record: RequestRecord) -> None:
-        self._records.append(record)
-        if len(self._records) >= self.FLUSH_AT_RECORDS:
+        self._lines.append(record.line(self._perf_to_wall))
+        if len(self._lines) >= self.FLUSH_AT_LINES:
             self.flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
@@ -141,14 +136,13 @@ class AuditLog:
 
     def flush(self) -> None:
         self._flush_scheduled = False
-        if not self._records:
+        self._perf_to_wall = time.time() - time.perf_counter()
+        if not self._lines:
             return
-        records, self._records = self._records, []
-        perf_to_wall = time.time() - time.perf_counter()
+        lines, self._lines = self._lines, []
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_batches, name="audit-writer", daemon=True)
             self._writer.start()
-        lines = [orjson.dumps(record.document(perf_to_wall), option=orjson.OPT_APPEND_NEWLINE) for record in records]
         self._batches.put(b"".join(lines))
 
     def close(self) -> None:

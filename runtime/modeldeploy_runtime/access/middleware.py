@@ -65,7 +65,11 @@ class AccessControl:
             echoed_id = request_id.encode()
         client = scope.get("client")
         record = scope[SCOPE_KEY] = self._record_type(
-            request_id, scope.get("method", "GET"), scope["path"], client[0] if client else None, started
+            request_id=request_id,
+            method=scope.get("method", "GET"),
+            route=scope["path"],
+            client=client[0] if client else None,
+            _started=started,
         )
 
         # The one wrapper left on the way: the only place that sees every route's answer, so the request id
