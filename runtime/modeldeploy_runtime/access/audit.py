@@ -88,10 +88,15 @@ def _second_utc(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
+@functools.lru_cache(maxsize=16)
+def _millisecond_utc(millisecond: int) -> str:
+    second, fraction = divmod(millisecond, 1000)
+    return f"{_second_utc(second)}.{fraction:03d}Z"
+
+
 def _rfc3339_utc(timestamp: float) -> str:
-    """`2026-12-01T11:37:24.587Z`; the second's text is kept, as every request of that second shares it."""
-    second = int(timestamp)
-    return f"{_second_utc(second)}.{int((timestamp - second) * 1000):03d}Z"
+    """`2026-12-01T11:37:24.587Z`; kept per millisecond, which the requests of a busy server share."""
+    return _millisecond_utc(int(timestamp * 1000))
 
 
 def request_record(scope: Scope) -> RequestRecord | None:
