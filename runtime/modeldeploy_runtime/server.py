@@ -1,4 +1,5 @@
-"""Runs the app under uvicorn with graceful draining and the exit codes the operator reads.
+"""Runs the app under uvicorn with graceful draining, a deadline on request headers (header_deadline.py) and the exit
+codes the operator reads.
 
 SIGTERM (or SIGINT): readiness turns false at once. Requests are still served for `shutdown_delay_s`, the time
 Kubernetes takes to take the pod out of the Service's endpoints; then new inference requests get 503 with
