@@ -45,7 +45,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 task.cancel()
             await service.close()
             if audit is not None:
-                audit.flush()
+                audit.close()
 
     app = FastAPI(
         title="modeldeploy runtime",

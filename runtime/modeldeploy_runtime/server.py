@@ -1,4 +1,5 @@
-"""Runs the app under uvicorn with graceful draining and the exit codes the operator reads.
+"""Runs the app under uvicorn with graceful draining, a deadline on request headers (header_deadline.py) and the exit
+codes the operator reads.
 
 SIGTERM (or SIGINT): readiness turns false at once. Requests are still served for `shutdown_delay_s`, the time
 Kubernetes takes to take the pod out of the Service's endpoints; then new inference requests get 503 with
@@ -19,6 +20,7 @@ import torch
 import uvicorn
 
 from modeldeploy_runtime.app import create_app
+from modeldeploy_runtime.header_deadline import HeaderDeadline
 from modeldeploy_runtime.service import InferenceService
 from modeldeploy_runtime.settings import ServeSettings
 from modeldeploy_runtime.termination import write_termination_message
@@ -40,10 +42,13 @@ class _DrainingServer(uvicorn.Server):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tls_reload_s = settings.tls_reload_s
         self._certificate_reloading: asyncio.Task[None] | None = None
+        self._header_deadline = HeaderDeadline(self.server_state, settings.header_read_timeout_s)
+        self._header_deadline_enforcing: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets=sockets)
+        self._header_deadline_enforcing = self._loop.create_task(self._header_deadline.enforce(), name="headers")
         config = self.config
         if config.ssl is not None and config.ssl_certfile is not None and config.ssl_keyfile is not None:
             reloader = CertificateReloader(config.ssl, Path(config.ssl_certfile), Path(str(config.ssl_keyfile)))

@@ -116,6 +116,12 @@ class ServeSettings(_RuntimeSettings):
     body_read_timeout_s: float = Field(
         30.0, gt=0.0, description="A client that has not sent its whole body this long after the headers gets 408."
     )
+    header_read_timeout_s: float = Field(
+        10.0,
+        gt=0.0,
+        description="A connection whose request headers are not complete this long after it opened, or after the "
+        "request's first byte, gets 408 and is closed (a connection that sent nothing is closed).",
+    )
     max_connections: int = Field(
         2048, ge=1, description="Open connections and requests at once; beyond it new ones get 503 (uvicorn's)."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import hashlib
 import ipaddress
@@ -21,14 +22,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
-from modeldeploy_runtime.access.audit import AUDIT_FORMAT
+from modeldeploy_runtime.access.audit import AUDIT_FORMAT, AuditLog
+from modeldeploy_runtime.access.keys import ApiKeys
 from modeldeploy_runtime.access.limits import KeyLimits, Rate
-from modeldeploy_runtime.access.middleware import OPEN_PATHS
+from modeldeploy_runtime.access.middleware import OPEN_PATHS, AccessControl
 from modeldeploy_runtime.app import create_app
 from modeldeploy_runtime.errors import RateLimited
+from modeldeploy_runtime.protocol.http import body_chunks
 from modeldeploy_runtime.settings import ServeSettings
 from runtime_server import RuntimeServer
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 ALICE_KEY = "md-alice-0123456789abcdef"
 BOB_KEY = "md-bob-fedcba9876543210"
@@ -278,6 +284,35 @@ def test_tokens_per_minute_over_the_limit_are_refused_with_retry_after(keyed_tex
     assert "tokensPerMinute" in error["message"] and "alice" in error["message"]
     other_key = httpx.post(f"{url}/v1/completions", json={**body, "max_tokens": 2}, headers=bearer(BOB_KEY))
     assert other_key.status_code == 200
+
+
+async def test_payload_audit_lines_carry_the_body_and_every_line_is_written(tmp_path: Path) -> None:
+    """With `audit_payloads`: the body, base64, at the end of the line. Lines are written by the audit log's own
+    thread, and closing the log writes the last batch before it returns."""
+
+    async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+        body = b"".join([chunk async for chunk in body_chunks(Request(scope, receive))])
+        await Response(body[::-1], media_type="text/plain")(scope, receive, send)
+
+    write_key(tmp_path, "alice", ALICE_KEY)
+    audit_file = (tmp_path / "audit").open("wb")
+    audit = AuditLog(audit_file.fileno())
+    app = AccessControl(echo, keys=ApiKeys(tmp_path), limits=None, audit=audit, payloads=True)
+    bodies = [f"request {index}".encode() * (index + 1) for index in range(300)]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://runtime") as client:
+        for index, body in enumerate(bodies):
+            headers = {**bearer(ALICE_KEY), "X-Request-Id": f"p-{index}"}
+            response = await client.post("/anything", content=body, headers=headers)
+            assert response.content == body[::-1] and response.headers["x-request-id"] == f"p-{index}"
+    audit.close()
+    audit_file.close()
+    written = [json.loads(line) for line in (tmp_path / "audit").read_bytes().splitlines()]
+    assert [line["request_id"] for line in written] == [f"p-{index}" for index in range(300)]
+    for line, body in zip(written, bodies, strict=True):
+        assert list(line) == [*AUDIT_FIELDS, "payload_base64"]
+        assert base64.b64decode(line["payload_base64"]) == body
+        assert (line["request_bytes"], line["response_bytes"]) == (len(body), len(body))
+        assert (line["key_owner"], line["status"], line["route"]) == ("alice", 200, "/anything")
 
 
 def test_keys_rotate_without_a_restart(keyed_server: RuntimeServer, keys_dir: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 import time
 import warnings
@@ -68,6 +69,68 @@ async def test_clients_trickling_their_bodies_hold_no_queue_place(small_queue_se
     finally:
         for _, writer in stalled:
             writer.close()
+
+
+HEADER_DEADLINE_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def header_deadline_server(mlp: tuple[Path, object], model_dir: Path) -> Iterator[RuntimeServer]:
+    server = RuntimeServer(
+        mlp[0], model_dir / "header-deadline.log", "--header-read-timeout-s", str(HEADER_DEADLINE_S), model_name="mlp"
+    )
+    server.wait_ready()
+    yield server
+    server.terminate()
+
+
+async def dribbled_until_cut(port: int, head: bytes) -> tuple[bytes, float]:
+    """Sends `head`, then one more header byte every 0.1 s until the server ends the connection; returns what the
+    server answered and how long after connecting."""
+    connected = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def dribble() -> None:
+        writer.write(head)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                writer.write(b"a")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+
+    dribbling = asyncio.create_task(dribble())
+    try:
+        answer = await asyncio.wait_for(reader.read(), 30)
+        return answer, time.monotonic() - connected
+    finally:
+        dribbling.cancel()
+        writer.close()
+
+
+async def test_a_client_dribbling_its_headers_is_cut_at_the_header_deadline(
+    header_deadline_server: RuntimeServer,
+) -> None:
+    """20 slowloris connections send a header a byte at a time, and one connection sends nothing: each is cut once
+    the deadline has passed (408 when it sent something), while a kept-alive client is served throughout (before:
+    they held their connections for as long as they kept sending)."""
+    port = header_deadline_server.port
+    head = b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+    silent_reader, silent_writer = await asyncio.open_connection("127.0.0.1", port)
+    silent_since = time.monotonic()
+    slow = [asyncio.create_task(dribbled_until_cut(port, head)) for _ in range(20)]
+    answered = []
+    async with httpx.AsyncClient(timeout=30.0) as client:  # one connection, kept alive past the deadline
+        while not all(task.done() for task in slow):
+            answered.append((await client.post(header_deadline_server.infer_url, json=mlp_body())).status_code)
+            await asyncio.sleep(0.02)
+    assert set(answered) == {200} and len(answered) >= 10, answered
+    for answer, after_s in [task.result() for task in slow]:
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+        assert answer.endswith(b"the request headers did not arrive in time")
+        assert HEADER_DEADLINE_S <= after_s < HEADER_DEADLINE_S + 5, after_s
+    assert await asyncio.wait_for(silent_reader.read(), 30) == b""  # closed without a word
+    assert time.monotonic() - silent_since >= HEADER_DEADLINE_S
+    silent_writer.close()
 
 
 def test_a_header_number_with_a_non_ascii_digit_is_a_400(mlp_server: RuntimeServer, client: httpx.Client) -> None:

@@ -1,9 +1,9 @@
 """The audit log: one JSON line per request to a key-protected route, on stdout (a stable format, docs/runtime.md).
 
-Each line is one object with the fields of `AuditRecord.line`, always all of them, in that order; fields that do
-not apply are null. Version 1 never renames or removes a field; new fields may be added at the end. The key
+Each line is one object with the public fields of `RequestRecord`, always all of them, in that order; fields that
+do not apply are null. Version 1 never renames or removes a field; new fields may be added at the end. The key
 itself is never written, only its owner (the entry's name in the key Secret), and the request body only when
-`audit_payloads` asks for it.
+`audit_payloads` asks for it (`PayloadRecord`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import logging
 import os
+import queue
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -22,47 +25,62 @@ from starlette.types import Scope
 AUDIT_FORMAT = "modeldeploy.audit/v1"
 # The ASGI scope key under which a request's record travels to the handlers that fill in what they know.
 SCOPE_KEY = "modeldeploy.request"
+_log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
+# orjson writes a dataclass as an object of its fields in their order, leaving out those whose names start with an
+# underscore (documented since orjson 3.0.2); without __slots__ it reads the instance's dict directly, faster than
+# building a dict for each line: the public fields below are the audit line, the others bookkeeping.
+@dataclass(kw_only=True)
 class RequestRecord:
-    """What one request did; handlers fill in the model, protocol and tokens, the middleware the rest."""
+    """What one request did; handlers fill in the model, protocol and tokens, the access layer the rest."""
 
+    format: str = AUDIT_FORMAT
+    time: str = ""  # RFC 3339, UTC, milliseconds; set with latency_ms when the line is made
     request_id: str
-    method: str
-    route: str
-    client: str | None
     key_owner: str | None = None
     model: str | None = None
     protocol: str | None = None
+    method: str
+    route: str
     status: int | None = None
+    latency_ms: float = 0.0
     request_bytes: int = 0
     response_bytes: int = 0
     # Tokens a text model read and wrote for this request; the generation path sets it, the limits charge it.
     tokens: int | None = None
-    payload: list[bytes] | None = None
-    arrived: float = field(default_factory=time.time)
+    client: str | None
+    _started: float  # time.perf_counter() when the request arrived
+    _latency_s: float = 0.0
 
-    def line(self, latency_s: float) -> bytes:
-        document = {
-            "format": AUDIT_FORMAT,
-            "time": _rfc3339_utc(self.arrived),
-            "request_id": self.request_id,
-            "key_owner": self.key_owner,
-            "model": self.model,
-            "protocol": self.protocol,
-            "method": self.method,
-            "route": self.route,
-            "status": self.status,
-            "latency_ms": round(latency_s * 1000.0, 3),
-            "request_bytes": self.request_bytes,
-            "response_bytes": self.response_bytes,
-            "tokens": self.tokens,
-            "client": self.client,
-        }
-        if self.payload is not None:
-            document["payload_base64"] = base64.b64encode(b"".join(self.payload)).decode()
-        return orjson.dumps(document) + b"\n"
+    def received(self, chunk: bytes) -> None:
+        self.request_bytes += len(chunk)
+
+    def end(self) -> None:
+        self._latency_s = time.perf_counter() - self._started
+
+    def line(self, perf_to_wall: float) -> bytes:
+        """The audit line; `perf_to_wall` turns a `time.perf_counter()` reading into epoch seconds."""
+        self.time = _rfc3339_utc(self._started + perf_to_wall)
+        # Milliseconds with three decimals; an integer division is exact where round() is slow.
+        self.latency_ms = int(self._latency_s * 1_000_000) / 1000
+        return orjson.dumps(self, option=orjson.OPT_APPEND_NEWLINE)
+
+
+@dataclass(kw_only=True)
+class PayloadRecord(RequestRecord):
+    """A record that keeps the request's body too (`audit_payloads`): its line ends with `payload_base64`."""
+
+    payload_base64: str | None = None
+    _chunks: list[bytes] = field(default_factory=list)
+
+    def received(self, chunk: bytes) -> None:
+        self.request_bytes += len(chunk)
+        self._chunks.append(chunk)
+
+    def line(self, perf_to_wall: float) -> bytes:
+        self.payload_base64 = base64.b64encode(b"".join(self._chunks)).decode()
+        return super().line(perf_to_wall)
 
 
 @functools.lru_cache(maxsize=4)
@@ -70,10 +88,15 @@ def _second_utc(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
+@functools.lru_cache(maxsize=16)
+def _millisecond_utc(millisecond: int) -> str:
+    second, fraction = divmod(millisecond, 1000)
+    return f"{_second_utc(second)}.{fraction:03d}Z"
+
+
 def _rfc3339_utc(timestamp: float) -> str:
-    """`2026-12-01T11:37:24.587Z`; the second's text is kept, as every request of that second shares it."""
-    second = int(timestamp)
-    return f"{_second_utc(second)}.{int((timestamp - second) * 1000):03d}Z"
+    """`2026-12-01T11:37:24.587Z`; kept per millisecond, which the requests of a busy server share."""
+    return _millisecond_utc(int(timestamp * 1000))
 
 
 def request_record(scope: Scope) -> RequestRecord | None:
@@ -83,24 +106,34 @@ def request_record(scope: Scope) -> RequestRecord | None:
 
 
 class AuditLog:
-    """Writes the lines to a file descriptor in batches: one write per `FLUSH_AFTER_S` or per 64 KiB.
+    """Turns each finished record into its line at once, and every `FLUSH_AFTER_S` (or `FLUSH_AT_LINES`) hands the
+    lines gathered to a writer thread.
 
-    A write per line would cost a system call per request; batched, the audit log costs the server a few
-    microseconds a request. A line reaches stdout at most `FLUSH_AFTER_S` after its request ended, and the
-    lines still buffered are written when the server shuts down (not when the container is killed outright).
+    A line is made when its request ends, so the record is freed there and then: records kept for a batch would live
+    through garbage collections and be promoted to the old generations, whose collections scan the whole heap (torch
+    included). The `write()` calls happen in the writer thread, so a slow reader of stdout never stalls the event
+    loop. That thread is at most `MAX_BATCHES_BEHIND` batches behind: past that, flushing waits for it (memory stays
+    bounded, and no line is dropped unless stdout itself fails). A line reaches stdout about `FLUSH_AFTER_S` after
+    its request ended; `close` writes what is left when the server shuts down (not when the container is killed).
     """
 
     FLUSH_AFTER_S = 0.05
-    FLUSH_AT_BYTES = 64 * 1024
+    FLUSH_AT_LINES = 1024
+    MAX_BATCHES_BEHIND = 64
 
     def __init__(self, fd: int | None = None) -> None:
         self._fd = sys.stdout.fileno() if fd is None else fd
-        self._buffer = bytearray()
+        self._lines: list[bytes] = []
         self._flush_scheduled = False
+        # Turns time.perf_counter() readings into epoch seconds; renewed at every flush, so a step of the wall
+        # clock shows within one batch.
+        self._perf_to_wall = time.time() - time.perf_counter()
+        self._batches: queue.Queue[bytes | None] = queue.Queue(self.MAX_BATCHES_BEHIND)
+        self._writer: threading.Thread | None = None
 
-    def write(self, record: RequestRecord, latency_s: float) -> None:
-        self._buffer += record.line(latency_s)
-        if len(self._buffer) >= self.FLUSH_AT_BYTES:
+    def write(self, record: RequestRecord) -> None:
+        self._lines.append(record.line(self._perf_to_wall))
+        if len(self._lines) >= self.FLUSH_AT_LINES:
             self.flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
@@ -108,8 +141,29 @@ class AuditLog:
 
     def flush(self) -> None:
         self._flush_scheduled = False
-        pending = memoryview(self._buffer)
-        while pending:
-            pending = pending[os.write(self._fd, pending) :]
-        pending.release()
-        self._buffer.clear()
+        self._perf_to_wall = time.time() - time.perf_counter()
+        if not self._lines:
+            return
+        lines, self._lines = self._lines, []
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_batches, name="audit-writer", daemon=True)
+            self._writer.start()
+        self._batches.put(b"".join(lines))
+
+    def close(self) -> None:
+        """Writes the lines still pending and stops the writer thread."""
+        self.flush()
+        if self._writer is not None:
+            self._batches.put(None)
+            self._writer.join()
+            self._writer = None
+
+    def _write_batches(self) -> None:
+        while (batch := self._batches.get()) is not None:
+            pending = memoryview(batch)
+            try:
+                while pending:
+                    pending = pending[os.write(self._fd, pending) :]
+            except OSError as error:
+                # Kept draining: a writer that stopped would soon stall the event loop on a full queue.
+                _log.error("cannot write %d bytes of audit lines: %s", len(pending), error)

@@ -15,13 +15,14 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modeldeploy_runtime.access.audit import SCOPE_KEY, AuditLog, RequestRecord
+from modeldeploy_runtime.access.audit import SCOPE_KEY, AuditLog, PayloadRecord, RequestRecord
 from modeldeploy_runtime.access.keys import ApiKeys, bearer_token
 from modeldeploy_runtime.access.limits import KeyLimits
 from modeldeploy_runtime.errors import ServingError, Unauthenticated
 from modeldeploy_runtime.protocol.errors import serving_error_response
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+_GUARDED_TYPES = frozenset({"http", "websocket"})
 REQUEST_ID_HEADER = b"x-request-id"
 _SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -41,12 +42,12 @@ class AccessControl:
         self._keys = keys
         self._limits = limits
         self._audit = audit
-        self._payloads = payloads
+        self._record_type = PayloadRecord if payloads else RequestRecord
         # Without keys and audit there is nothing to check or record: requests go straight through.
         self._idle = keys is None and audit is None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._idle or scope["type"] not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+        if self._idle or scope["type"] not in _GUARDED_TYPES or scope["path"] in OPEN_PATHS:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -56,28 +57,25 @@ class AccessControl:
                 authorization = value
             elif name == REQUEST_ID_HEADER:
                 given_id = value
-        request_id = _request_id(given_id)
+        if given_id is not None and _SANE_REQUEST_ID.match(given_id):
+            echoed_id, request_id = given_id, given_id.decode()
+        else:
+            # Identifies, need not be unguessable: Python's generator is several times cheaper than the system's.
+            request_id = random.getrandbits(128).to_bytes(16).hex()
+            echoed_id = request_id.encode()
         client = scope.get("client")
-        record = RequestRecord(
+        record = scope[SCOPE_KEY] = self._record_type(
             request_id=request_id,
             method=scope.get("method", "GET"),
             route=scope["path"],
             client=client[0] if client else None,
-            payload=[] if self._payloads else None,
+            _started=started,
         )
-        scope[SCOPE_KEY] = record
-        echoed_id = request_id.encode()
 
-        async def counting_receive() -> Message:
-            message = await receive()
-            body = message.get("body")
-            if body:
-                record.request_bytes += len(body)
-                if record.payload is not None:
-                    record.payload.append(body)
-            return message
-
-        async def counting_send(message: Message) -> None:
+        # The one wrapper left on the way: the only place that sees every route's answer, so the request id
+        # is echoed and the status audited on routes added later too. The body's bytes are counted where bodies
+        # are read (protocol/http.py `body_chunks`), without wrapping `receive`.
+        async def responding(message: Message) -> None:
             if message["type"] == "http.response.start":
                 record.status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, echoed_id)]
@@ -87,18 +85,19 @@ class AccessControl:
 
         try:
             try:
-                record.key_owner = self._authenticate(authorization)
-                if self._limits is not None and record.key_owner is not None:
-                    self._limits.admit_request(record.key_owner)
+                owner = record.key_owner = self._authenticate(authorization)
+                if self._limits is not None and owner is not None:
+                    self._limits.admit_request(owner)
             except ServingError as error:
-                await self._refuse(error, scope, receive, counting_send, self._text_model)
+                await self._refuse(error, scope, receive, responding, self._text_model)
                 return
-            await self._app(scope, counting_receive, counting_send)
+            await self._app(scope, receive, responding)
         finally:
             if self._limits is not None and record.key_owner is not None and record.tokens:
                 self._limits.charge_tokens(record.key_owner, record.tokens)
             if self._audit is not None:
-                self._audit.write(record, time.perf_counter() - started)
+                record.end()
+                self._audit.write(record)
 
     def _authenticate(self, authorization: bytes | None) -> str | None:
         """The key's owner (None when no keys are configured); raises Unauthenticated."""
@@ -121,10 +120,3 @@ class AccessControl:
             await send({"type": "websocket.close", "code": 1008})
             return
         await serving_error_response(error, scope["path"], text_model)(scope, receive, send)
-
-
-def _request_id(given: bytes | None) -> str:
-    if given is not None and _SANE_REQUEST_ID.match(given):
-        return given.decode()
-    # Identifies, need not be unguessable: Python's generator is ten times cheaper than the system's.
-    return f"{random.getrandbits(128):032x}"

@@ -39,9 +39,13 @@ def declared_length(request: Request) -> int | None:
 
 
 async def body_chunks(request: Request) -> AsyncIterator[bytes]:
+    """The body as it arrives; every route reads its body here, so here its bytes are counted for the audit."""
+    record = request_record(request.scope)
     try:
         async for chunk in request.stream():
             if chunk:
+                if record is not None:
+                    record.received(chunk)
                 yield chunk
     except ClientDisconnect:
         raise ClientDisconnected("client closed the connection while sending the body") from None
