@@ -1,6 +1,10 @@
 """An operator upgrade that changes every pod template rolls the fleet in waves, on a real control plane: the
 operator is restarted with another default runtime image (a second builder version) and a wave of one, and a
-watch of the Deployments records that no two rolled at once. A spec edited meanwhile is not held back."""
+watch of the Deployments records that no two rolled at once. A spec edited meanwhile is not held back.
+
+Simulated pods are Ready at once, so a whole upgrade would pass in a second: the Deployments are paused (a field
+the operator does not own) while it starts, so that the first wave holds the others waiting until the test
+resumes them."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -16,10 +20,11 @@ def _image(deployment: Mapping[str, Any]) -> str:
 
 
 def _rolling(deployment: Mapping[str, Any]) -> bool:
-    """What `kubectl rollout status` waits for: the controller saw the spec, and every replica is updated and
-    available, with none of the old ones left."""
+    """On the new image and not yet what `kubectl rollout status` waits for: the controller saw the spec, and
+    every replica is updated and available, with none of the old ones left. (Resuming a paused Deployment also
+    changes its generation for a moment; that is not a rollout.)"""
     status, desired = deployment.get("status") or {}, deployment["spec"]["replicas"]
-    return not (
+    return _image(deployment) == NEW_IMAGE and not (
         status.get("observedGeneration") == deployment["metadata"]["generation"]
         and status.get("updatedReplicas") == desired
         and status.get("availableReplicas") == desired
@@ -62,6 +67,8 @@ def test_an_operator_upgrade_rolls_one_model_at_a_time(start_operator, kube, md)
     for name in MODELS:
         kube.wait_condition(name, "Ready", "True")
     first.stop()
+    for name in MODELS:
+        kube.cluster.kubectl("rollout", "pause", f"deployment/{name}", "-n", kube.namespace)
 
     with watching(kube, "deployments") as deployments, watching(kube, "md") as statuses:
         upgraded = start_operator(runtime_image=NEW_IMAGE, MODELDEPLOY_UPGRADE_WAVE_SIZE="1")
@@ -72,6 +79,9 @@ def test_an_operator_upgrade_rolls_one_model_at_a_time(start_operator, kube, md)
             ),
         )
         kube.apply(md(edited, runtime={"maxBatchSize": 8}))  # its user edits the spec meanwhile
+        kube.wait_for("the edit applied at once", lambda: _batch_size(kube.get("deployment", edited)) == "8")
+        for name in MODELS:
+            kube.cluster.kubectl("rollout", "resume", f"deployment/{name}", "-n", kube.namespace)
         kube.wait_for(
             "every model on the new image, rolled out",
             lambda: (
