@@ -127,7 +127,7 @@ def test_operator_with_the_chart_token_uses_exactly_the_granted_verbs(
         ("get", "secrets", "own"),
         ("list", "secrets", "all"),
         ("list", "configmaps", "own"),
-        ("get", "modeldeployments.serving.modeldeploy.dev", "own"),
+        ("deletecollection", "modeldeployments.serving.modeldeploy.dev", "own"),
         ("create", "modeldeployments.serving.modeldeploy.dev", "own"),
         ("update", "modeldeployments.serving.modeldeploy.dev", "own"),
         ("delete", "modeldeployments.serving.modeldeploy.dev", "own"),

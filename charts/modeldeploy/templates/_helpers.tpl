@@ -96,7 +96,8 @@ ModelDeployment read live before a missing child is re-created outside its own h
 {{- define "modeldeploy.operatorRules" -}}
 - apiGroups: ["serving.modeldeploy.dev"]
   resources: ["modeldeployments"]
-  # patch: kopf keeps its progress and last-handled-configuration in annotations.
+  # patch: kopf keeps its progress and last-handled-configuration in annotations. get: before re-creating a missing
+  # child outside the owner's own handler, the operator reads that the owner still exists (no child for a dead uid).
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["serving.modeldeploy.dev"]
   resources: ["modeldeployments/status"]
