@@ -1,6 +1,6 @@
 """What this operator watches, how each object maps to its ModelDeployment, and what of it is kept."""
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx2
@@ -108,13 +108,14 @@ class Caches:
     def modeldeployment(self, key: Key) -> dict[str, Any] | None:
         return next(iter(self._owned(KIND, key)), None)
 
-    def deployments(self) -> list[dict[str, Any]]:
-        return [
+    def deployments(self) -> Iterator[dict[str, Any]]:
+        """Lazily: the upgrade waves are primed from it once, but asked at every reconcile."""
+        return (
             deployment
             for informer in self._informers[DEPLOYMENTS.kind].values()
             for owner in informer.store.owners()
             for deployment in informer.store.owned_by(owner)
-        ]
+        )
 
     def children(self, key: Key) -> Children:
         def only(kind: str) -> dict[str, Any] | None:
