@@ -292,8 +292,32 @@ class LocalCluster:
         self._wait(state, f"{len(expected_nodes)} nodes Ready", lambda: _ready_nodes(client) >= expected_nodes)
         return state
 
+    def _undo_real_node_of_a_stopped_cluster(self) -> None:
+        """A cluster killed with its session (SIGKILL, a CI job cancelled) never ran `down`: its claim on the real
+        node, the bridge, mounts and containers stay. When that cluster no longer runs, they are undone from its own
+        record of the machine, so that the next cluster on the machine can start; a running one keeps the node."""
+        claim = host.claimed_by(self.node_paths)
+        if claim is None:
+            return
+        owner_dir, record_beside_claim = claim
+        owner = LocalCluster(owner_dir)
+        state = owner.load_state()
+        if state is not None and owner._is_healthy(state):
+            return
+        record = state.real_node.host if state is not None and state.real_node is not None else record_beside_claim
+        if record is None:
+            raise host.RealNodeUnavailable(
+                f"the real node was claimed by the cluster in {owner_dir}, which no longer runs and left no record "
+                f"of the machine before it; remove {self.node_paths.run_root} and {self.node_paths.data_root}"
+            )
+        _stderr(f"undoing the real node left on this machine by the cluster in {owner_dir}, which no longer runs")
+        if state is not None:
+            stop_processes(state.processes[::-1])
+        host.restore(record, NodePaths(owner_dir / "node"))
+
     def _start_real_node(self, state: ClusterState, client: Client) -> ClusterState:
         paths, bin_dir = self.node_paths, state.bin_dir
+        self._undo_real_node_of_a_stopped_cluster()
         record = host.prepare(paths)
         ports = NodePorts.allocate()
         state = state.model_copy(update={"real_node": RealNodeState(ports=ports, host=record)})

@@ -118,7 +118,19 @@ def prepare(paths: NodePaths) -> HostRecord:
     for directory in (paths.run_root, paths.data_root, paths.cni_config_dir, paths.cni_ipam_dir):
         directory.mkdir(parents=True, exist_ok=True)
     paths.owner_file.write_text(f"{paths.config_dir.parent}\n")
+    paths.host_record_file.write_text(record.model_dump_json())
     return record
+
+
+def claimed_by(paths: NodePaths) -> tuple[Path, HostRecord | None] | None:
+    """The state directory of the cluster that claimed the real node, with the machine's record it left beside the
+    claim; None when no cluster has claimed it."""
+    if not paths.owner_file.exists():
+        return None
+    owner = Path(paths.owner_file.read_text().strip())
+    if not paths.host_record_file.exists():
+        return owner, None
+    return owner, HostRecord.model_validate_json(paths.host_record_file.read_text())
 
 
 def create_network() -> None:

@@ -99,6 +99,12 @@ class NodePaths:
         """Names the cluster that runs the real node: one per machine."""
         return self.run_root / "owner"
 
+    @property
+    def host_record_file(self) -> Path:
+        """The machine as it was before the node, beside the claim: a cluster killed with its state directory
+        gone can still be undone exactly."""
+        return self.run_root / "host-record.json"
+
 
 class NodePorts(FreePorts):
     """The real node's ports: kubelet serves on the bridge address, every health and metrics port on loopback."""
