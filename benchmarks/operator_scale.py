@@ -51,12 +51,12 @@ from modeldeploy_devcluster.local_operator import LocalOperator, start_local_ope
 from modeldeploy_devcluster.waiting import wait_until
 from modeldeploy_operator.api import ModelDeployment
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from modeldeploy_operator.manifests import build_deployment, build_service
+from modeldeploy_operator.manifests import build_deployment, build_network_policy, build_service
 from modeldeploy_operator.manifests.deployment import BuildOptions
 from modeldeploy_operator.manifests.labels import FIELD_MANAGER
 from modeldeploy_operator.reconcile.drift import stamp
 from modeldeploy_operator.reconcile.status import rollout_complete
-from modeldeploy_operator.settings import DEFAULT_RUNTIME_IMAGE
+from modeldeploy_operator.settings import DEFAULT_RUNTIME_IMAGE, OperatorSettings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +80,9 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MD_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}"
 DEPLOYMENTS_PATH = "/apis/apps/v1/namespaces/{namespace}/deployments"
 SERVICES_PATH = "/api/v1/namespaces/{namespace}/services"
+NETWORK_POLICIES_PATH = "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
+# Where the floor POSTs each kind of child.
+CHILD_PATHS = {"Deployment": DEPLOYMENTS_PATH, "Service": SERVICES_PATH, "NetworkPolicy": NETWORK_POLICIES_PATH}
 PODS_PATH = "/api/v1/namespaces/{namespace}/pods"
 UNRELATED_NAMESPACE = "unrelated"
 # As many unrelated pods per KWOK CPU node as a node admits (devcluster's node capacity: 110 pods).
@@ -117,7 +120,8 @@ def model_deployment_manifest(index: int) -> dict[str, Any]:
 
 
 def floor_manifests(namespace: str, index: int) -> list[dict[str, Any]]:
-    """The Deployment and Service the operator would apply for ModelDeployment `index`, as it stamps them.
+    """The children the operator applies for ModelDeployment `index` at its defaults (Deployment, Service,
+    NetworkPolicy), as it stamps them.
 
     Without their owner reference: no owner exists in the floor run, and the garbage collector deletes
     dependents whose owner is missing.
@@ -127,7 +131,11 @@ def floor_manifests(namespace: str, index: int) -> list[dict[str, Any]]:
         "spec": model_deployment_spec(),
     }
     md = ModelDeployment.from_body(body)
-    children = [build_deployment(md, BuildOptions(DEFAULT_RUNTIME_IMAGE)), build_service(md)]
+    children = [
+        build_deployment(md, BuildOptions(DEFAULT_RUNTIME_IMAGE)),
+        build_service(md),
+        build_network_policy(md, OperatorSettings.model_fields["metrics_scraper_namespace"].default),
+    ]
     manifests = []
     for child in children:
         stamped = stamp(child)
@@ -454,6 +462,25 @@ def parse_process_usage(status: str, stat: str, clock_ticks: int) -> ProcessUsag
     return ProcessUsage(int(peak[1]) * 1024, (int(fields[11]) + int(fields[12])) / clock_ticks)
 
 
+class ClusterCpu:
+    """CPU used so far by the cluster's own processes (etcd, kube-apiserver, the controllers, the scheduler, KWOK):
+    the work a run makes the control plane do, on the cores the operator shares with it."""
+
+    def __init__(self, local: LocalCluster) -> None:
+        state = local.load_state()
+        if state is None:
+            raise RuntimeError(f"no cluster runs in {local.paths.state_dir}")
+        self._pids = [record.pid for record in state.processes]
+
+    def seconds(self) -> float:
+        total = 0.0
+        for pid in self._pids:
+            stat = (Path("/proc") / str(pid) / "stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return total
+
+
 def operator_usage(operator: LocalOperator) -> ProcessUsage:
     if operator.process.poll() is not None:
         raise RuntimeError(f"the operator exited ({operator.process.returncode}); log: {operator.log}")
@@ -508,6 +535,7 @@ class FloorResult:
     created: Milestone
     ready: Milestone
     writes: Counter[RequestKind]  # during the run, by every client
+    cluster_cpu_seconds: float  # the control plane's and KWOK's, until all were Ready
 
 
 @dataclass(frozen=True)
@@ -518,6 +546,7 @@ class OperatorResult:
     ready: Milestone
     usage: ProcessUsage  # peak RSS of the process's life; CPU of the run alone
     writes: Counter[RequestKind]  # during the run, by every client
+    cluster_cpu_seconds: float  # the control plane's and KWOK's, until all were Ready (the operator's not included)
     operator_events: int
     steady_state_writes: Counter[RequestKind]
     reconciles: float
@@ -549,13 +578,15 @@ async def fresh_namespace(api: ApiServer, prefix: str, wait_for_gone: bool) -> A
         log(f"namespace {namespace} gone after {await api.wait_namespace_gone(namespace):.0f} s")
 
 
-async def floor_run(api: ApiServer, n: int, namespace: str, settings: BenchSettings) -> FloorResult:
+async def floor_run(
+    api: ApiServer, cluster_cpu: ClusterCpu, n: int, namespace: str, settings: BenchSettings
+) -> FloorResult:
     deployments_path, services_path = (path.format(namespace=namespace) for path in (DEPLOYMENTS_PATH, SERVICES_PATH))
     deployments, services = Progress(n, deployment_ready), Progress(n, always)
     async with watching(api, {deployments_path: deployments, services_path: services}) as watches:
-        before = await api.write_requests()
+        before, cpu_before = await api.write_requests(), cluster_cpu.seconds()
         requests = [
-            (deployments_path if manifest["kind"] == "Deployment" else services_path, manifest)
+            (CHILD_PATHS[manifest["kind"]].format(namespace=namespace), manifest)
             for index in range(n)
             for manifest in floor_manifests(namespace, index)
         ]
@@ -563,13 +594,14 @@ async def floor_run(api: ApiServer, n: int, namespace: str, settings: BenchSetti
         limit_s = settings.phase_timeout_s
         created = await watches.until(Goal("the floor's objects", (deployments, services)), started, limit_s)
         ready = await watches.until(Goal("the floor's Ready Deployments", (deployments,), done=True), started, limit_s)
-        writes = since(before, await api.write_requests())
+        writes, cpu = since(before, await api.write_requests()), cluster_cpu.seconds() - cpu_before
     log(f"N={n} floor: all created at {created} s, all Ready at {ready} s")
-    return FloorResult(created, ready, writes)
+    return FloorResult(created, ready, writes, cpu)
 
 
 async def operator_run(
     api: ApiServer,
+    cluster_cpu: ClusterCpu,
     cluster: ClusterConnection,
     n: int,
     namespace: str,
@@ -593,11 +625,13 @@ async def operator_run(
     ) as operator:
         async with watching(api, progress_by_path) as watches:
             before, usage_before = await api.write_requests(), operator_usage(operator)
+            cpu_before = cluster_cpu.seconds()
             requests = [(paths[2], model_deployment_manifest(index)) for index in range(n)]
             started, _ = await create_all(api, requests, settings.concurrency)
             created = await watches.until(Goal("the operator's children", (deployments, services)), started, limit_s)
             ready_goal = Goal("Ready ModelDeployments", (model_deployments,), done=True)
             ready = await watches.until(ready_goal, started, limit_s)
+            cpu = cluster_cpu.seconds() - cpu_before
             await asyncio.sleep(SETTLE_SECONDS)
             writes, usage = since(before, await api.write_requests()), operator_usage(operator)
         log(f"N={n} operator: all created at {created} s, all Ready at {ready} s")
@@ -622,6 +656,7 @@ async def operator_run(
         ready=ready,
         usage=ProcessUsage(usage.peak_rss_bytes, usage.cpu_seconds - usage_before.cpu_seconds),
         writes=writes,
+        cluster_cpu_seconds=cpu,
         operator_events=operator_events,
         steady_state_writes=+steady,
         reconciles=reconciles,
@@ -667,6 +702,7 @@ SUMMARY_COLUMNS = (
     "ready operator/floor",
     "peak RSS MB",
     "CPU s",
+    "cluster CPU s floor / operator",
     "writes/MD",
     "steady-state writes",
 )
@@ -693,6 +729,7 @@ def summary_row(n: int, floor: FloorResult, operator: OperatorResult) -> list[st
         ready_ratio(floor, operator),
         f"{operator.usage.peak_rss_bytes / 1e6:.0f}",
         f"{operator.usage.cpu_seconds:.1f}",
+        f"{floor.cluster_cpu_seconds:.0f} / {operator.cluster_cpu_seconds:.0f}",
         f"{sum(operator_writes(operator).values()) / n:.2f}",
         str(sum(operator.steady_state_writes.values())),
     ]
@@ -794,21 +831,22 @@ async def run_all(cluster: ClusterConnection, local: LocalCluster, settings: Ben
     tls = ssl.create_default_context(cafile=str(local.paths.pem("ca", "crt")))
     tls.load_cert_chain(local.paths.pem("admin", "crt"), local.paths.pem("admin", "key"))
     api = ApiServer(cluster.server, tls, settings.concurrency)
+    cluster_cpu = ClusterCpu(local)
     try:
         version = (await api.list("/version"))["gitVersion"]
         results = []
         floors: dict[int, FloorResult] = {}
         for position, n in enumerate(settings.sizes):
             async with fresh_namespace(api, f"floor-{n}", wait_for_gone=True) as namespace:
-                floors[n] = floor = await floor_run(api, n, namespace, settings)
+                floors[n] = floor = await floor_run(api, cluster_cpu, n, namespace, settings)
             # After the last run the cluster goes down: no need to wait for its garbage.
             last = position == len(settings.sizes) - 1 and not settings.unrelated_pods
             async with fresh_namespace(api, f"operator-{n}", wait_for_gone=not last) as namespace:
                 limit_s = operator_patience(floor, settings)
-                operator = await operator_run(api, cluster, n, namespace, settings, limit_s, log_dir, 0)
+                operator = await operator_run(api, cluster_cpu, cluster, n, namespace, settings, limit_s, log_dir, 0)
             results.append((n, floor, operator))
         if settings.unrelated_pods:
-            results += await among_unrelated_pods(api, cluster, settings, floors, log_dir)
+            results += await among_unrelated_pods(api, cluster_cpu, cluster, settings, floors, log_dir)
     finally:
         await api.close()
     qps, burst = settings.controller_manager_qps, settings.controller_manager_burst
@@ -838,6 +876,7 @@ async def run_all(cluster: ClusterConnection, local: LocalCluster, settings: Ben
 
 async def among_unrelated_pods(
     api: ApiServer,
+    cluster_cpu: ClusterCpu,
     cluster: ClusterConnection,
     settings: BenchSettings,
     floors: dict[int, FloorResult],
@@ -858,7 +897,7 @@ async def among_unrelated_pods(
             async with fresh_namespace(api, f"operator-{n}-unrelated", wait_for_gone=not last) as namespace:
                 limit_s = operator_patience(floors[n], settings)
                 operator = await operator_run(
-                    api, cluster, n, namespace, settings, limit_s, log_dir, settings.unrelated_pods
+                    api, cluster_cpu, cluster, n, namespace, settings, limit_s, log_dir, settings.unrelated_pods
                 )
             results.append((n, floors[n], operator))
             if churning.done():

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from benchmark_scripts import BENCHMARKS, load_benchmark
 from modeldeploy_operator.api import ModelDeployment
-from modeldeploy_operator.manifests import build_deployment, build_service
+from modeldeploy_operator.manifests import build_deployment, build_network_policy, build_service
 from modeldeploy_operator.manifests.deployment import BuildOptions
 from modeldeploy_operator.manifests.labels import SPEC_HASH_ANNOTATION
 from modeldeploy_operator.reconcile.drift import stamp
@@ -63,6 +63,7 @@ def _operator_result(writes: Counter, operator_events: int, ready: object | None
         ready=ready or _seconds(2.0),
         usage=bench.ProcessUsage(100_000_000, 1.5),
         writes=writes,
+        cluster_cpu_seconds=90.0,
         operator_events=operator_events,
         steady_state_writes=Counter(),
         reconciles=0.0,
@@ -108,11 +109,15 @@ def test_steady_state_counts_writes_to_the_operators_kinds_whoever_makes_them() 
 
 
 def test_the_floor_creates_what_the_operator_applies_less_the_owner_reference() -> None:
-    deployment, service = bench.floor_manifests("ns", 7)
+    deployment, service, network_policy = bench.floor_manifests("ns", 7)
     body = {"metadata": {"name": "model-00007", "namespace": "ns", "uid": "u"}, "spec": bench.model_deployment_spec()}
     md = ModelDeployment.from_body(body)
-    expected = [stamp(build_deployment(md, BuildOptions(DEFAULT_RUNTIME_IMAGE))), stamp(build_service(md))]
-    for made, operator_made in zip((deployment, service), expected, strict=True):
+    expected = [
+        stamp(build_deployment(md, BuildOptions(DEFAULT_RUNTIME_IMAGE))),
+        stamp(build_service(md)),
+        stamp(build_network_policy(md, "monitoring")),  # the operator's default scraper namespace
+    ]
+    for made, operator_made in zip((deployment, service, network_policy), expected, strict=True):
         assert "ownerReferences" not in made["metadata"]
         operator_made["metadata"].pop("ownerReferences")
         # The hash covers the owner's uid, which differs; it is there all the same.
@@ -168,7 +173,9 @@ def test_the_operator_waits_twice_the_floor_within_the_phase_timeout() -> None:
     settings = bench.parse_args([])
 
     def floor(ready: float | None) -> object:
-        return bench.FloorResult(created=_seconds(1.0), ready=_seconds(ready), writes=Counter())
+        return bench.FloorResult(
+            created=_seconds(1.0), ready=_seconds(ready), writes=Counter(), cluster_cpu_seconds=60.0
+        )
 
     assert bench.operator_patience(floor(240.0), settings) == 480.0
     assert bench.operator_patience(floor(20.0), settings) == bench.MIN_PATIENCE_SECONDS
@@ -177,12 +184,15 @@ def test_the_operator_waits_twice_the_floor_within_the_phase_timeout() -> None:
 
 
 def test_summary_row_and_markdown() -> None:
-    floor = bench.FloorResult(created=_seconds(10.0), ready=_seconds(200.0), writes=Counter())
+    floor = bench.FloorResult(created=_seconds(10.0), ready=_seconds(200.0), writes=Counter(), cluster_cpu_seconds=60.0)
     writes = Counter({("", "services", "", "APPLY"): 100, (bench.GROUP, bench.PLURAL, "status", "PATCH"): 300})
     row = bench.summary_row(100, floor, _operator_result(writes, operator_events=100, ready=_seconds(300.0)))
-    assert row == ["100", "0", "0.5", "10.0", "200.0", "1.0", "300.0", "1.50x", "100", "1.5", "5.00", "0"]
+    assert row == ["100", "0", "0.5", "10.0", "200.0", "1.0", "300.0", "1.50x", "100", "1.5", "60 / 90", "5.00", "0"]
     markdown = bench.render_markdown(bench.SUMMARY_COLUMNS, [row])
-    assert markdown.splitlines()[2] == "| 100 | 0 | 0.5 | 10.0 | 200.0 | 1.0 | 300.0 | 1.50x | 100 | 1.5 | 5.00 | 0 |"
+    assert (
+        markdown.splitlines()[2]
+        == "| 100 | 0 | 0.5 | 10.0 | 200.0 | 1.0 | 300.0 | 1.50x | 100 | 1.5 | 60 / 90 | 5.00 | 0 |"
+    )
     stuck = bench.summary_row(100, floor, _operator_result(writes, 100, ready=_seconds(None, reached=85)))
     assert stuck[6:8] == [">480 (85/100)", ">2.40x"]
 
