@@ -185,6 +185,19 @@ def unrelated_nodes(pods: int) -> int:
     return math.ceil(pods / UNRELATED_PODS_PER_NODE)
 
 
+async def wait_all_running(api: ApiServer, namespace: str, limit_s: float) -> float:
+    """Wait until KWOK has marked every pod of `namespace` Running; returns the seconds it took. The operator's
+    start-up is measured among the unrelated pods, not while KWOK still works through their creation."""
+    started = time.monotonic()
+    path = PODS_PATH.format(namespace=namespace)
+    while time.monotonic() - started < limit_s:
+        pending = await api.list(f"{path}?fieldSelector=status.phase!%3DRunning&limit=1")
+        if not pending["items"]:
+            return time.monotonic() - started
+        await asyncio.sleep(2 * POLL_SECONDS)
+    raise TimeoutError(f"pods of {namespace} still not all Running after {limit_s:.0f}s")
+
+
 async def churn(api: ApiServer, pods: int, per_second: float) -> None:
     """Until cancelled: every 1/per_second s, one unrelated pod deleted and created again (same name, same node)."""
     path = PODS_PATH.format(namespace=UNRELATED_NAMESPACE)
@@ -889,6 +902,8 @@ async def among_unrelated_pods(
         api, ((pods_path, unrelated_pod(i)) for i in range(settings.unrelated_pods)), settings.concurrency
     )
     log(f"{settings.unrelated_pods} unrelated pods created in {finished - started:.0f} s")
+    running_s = await wait_all_running(api, UNRELATED_NAMESPACE, settings.phase_timeout_s)
+    log(f"... and all Running {running_s:.0f} s later")
     churning = asyncio.create_task(churn(api, settings.unrelated_pods, settings.churn_per_second))
     results = []
     try:
