@@ -4,8 +4,14 @@ A list replaces the whole store, so it converges to the apiserver: an object del
 (410 Gone, a restart) is dropped, not kept as a ghost. Watch events that a list already covers (their
 resourceVersion is not newer than the list's) are ignored, so a list taken while a watch runs never goes back
 in time.
+
+Each object is kept pickled, as its kind's snapshot: a Deployment as a tree of dicts and strings takes about six
+times the bytes of its pickle (26 KB against 4 KB; a ModelDeployment 15 KB against 3 KB), and the caches of
+thousands of ModelDeployments would otherwise be most of the operator's memory. A read unpickles a fresh copy
+(20-35 us), so no reader can change the cache. Only bytes this process pickled are ever unpickled.
 """
 
+import pickle
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,8 +45,8 @@ class Store:
     def __init__(self, owner_of: OwnerOf, snapshot: Snapshot) -> None:
         self._owner_of = owner_of
         self._snapshot = snapshot
-        self._objects: dict[Key, tuple[Key, int, dict[str, Any]]] = {}  # key -> (owner, version, snapshot)
-        self._by_owner: defaultdict[Key, dict[Key, dict[str, Any]]] = defaultdict(dict)
+        self._objects: dict[Key, tuple[Key, int, bytes]] = {}  # key -> (owner, version, pickled snapshot)
+        self._by_owner: defaultdict[Key, dict[Key, bytes]] = defaultdict(dict)
         self.listed_version = -1
 
     def __len__(self) -> int:
@@ -50,7 +56,7 @@ class Store:
         return list(self._by_owner)
 
     def owned_by(self, owner: Key) -> list[dict[str, Any]]:
-        return list(self._by_owner.get(owner, {}).values())
+        return [_unpickled(packed) for packed in self._by_owner.get(owner, {}).values()]
 
     def replace(self, listed: Iterable[dict[str, Any]], version: str) -> list[Change]:
         """A list's objects become the store's; returns the owners whose objects came, went or changed."""
@@ -66,7 +72,7 @@ class Store:
             previous = before.pop(key, None)
             if previous is None or previous[1] != resource_version(obj) or previous[0] != owner:
                 changes.append(Change(owner))
-        changes += [Change(owner, snapshot) for owner, _, snapshot in before.values()]
+        changes += [Change(owner, _unpickled(packed)) for owner, _, packed in before.values()]
         return changes
 
     def apply(self, event_type: str, obj: dict[str, Any]) -> list[Change]:
@@ -78,7 +84,7 @@ class Store:
         previous = self._drop(key)
         owner = self._owner_of(obj)
         if event_type == "DELETED":
-            return [Change(previous[0], previous[2])] if previous else []
+            return [Change(previous[0], _unpickled(previous[2]))] if previous else []
         changes = [Change(previous[0])] if previous and previous[0] != owner else []
         if owner is not None:
             self._put(key, owner, obj)
@@ -86,11 +92,11 @@ class Store:
         return changes
 
     def _put(self, key: Key, owner: Key, obj: dict[str, Any]) -> None:
-        snapshot = self._snapshot(obj)
-        self._objects[key] = (owner, resource_version(obj), snapshot)
-        self._by_owner[owner][key] = snapshot
+        packed = pickle.dumps(self._snapshot(obj), protocol=pickle.HIGHEST_PROTOCOL)
+        self._objects[key] = (owner, resource_version(obj), packed)
+        self._by_owner[owner][key] = packed
 
-    def _drop(self, key: Key) -> tuple[Key, int, dict[str, Any]] | None:
+    def _drop(self, key: Key) -> tuple[Key, int, bytes] | None:
         previous = self._objects.pop(key, None)
         if previous is not None:
             siblings = self._by_owner[previous[0]]
@@ -98,3 +104,8 @@ class Store:
             if not siblings:
                 del self._by_owner[previous[0]]
         return previous
+
+
+def _unpickled(packed: bytes) -> dict[str, Any]:
+    snapshot: dict[str, Any] = pickle.loads(packed)
+    return snapshot
