@@ -241,6 +241,7 @@ def is_operator_kind(kind: RequestKind) -> bool:
         (group, resource) == (GROUP, PLURAL)
         or ((group, resource) == ("apps", "deployments") and subresource in ("", "scale"))
         or ((group, resource) == ("", "services") and subresource == "")
+        or ((group, resource) == ("networking.k8s.io", "networkpolicies") and subresource == "")
     )
 
 

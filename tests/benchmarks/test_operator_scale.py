@@ -100,6 +100,7 @@ def test_the_operator_is_charged_its_own_kinds_and_events_not_the_benchmarks_cre
 
 def test_steady_state_counts_writes_to_the_operators_kinds_whoever_makes_them() -> None:
     assert bench.is_operator_kind(("apps", "deployments", "scale", "PATCH"))
+    assert bench.is_operator_kind(("networking.k8s.io", "networkpolicies", "", "APPLY"))
     # Events are counted by who posted them (the operator's reporting component), not by kind.
     assert not bench.is_operator_kind(("events.k8s.io", "events", "", "POST"))
     assert not bench.is_operator_kind(("", "events", "", "POST"))
