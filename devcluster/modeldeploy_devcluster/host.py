@@ -2,9 +2,10 @@
 
 kubelet, containerd and kube-proxy are host software: they create a bridge and veth pairs, mount tmpfs and overlay
 filesystems, create `kubepods` cgroups, add iptables chains and set sysctls. `prepare` records the machine's state
-first (`HostRecord`, kept in the cluster's state file and beside its claim on the node), then makes the devcluster's own changes (directories, the
-bridge, a route, ip_forward). `restore` removes whatever the node left, whether it stopped cleanly or was killed,
-and `leftovers` lists anything still there, for the test that proves `down` leaves nothing.
+first (`HostRecord`, kept in the cluster's state file and beside its claim on the node), then makes the
+devcluster's own changes (directories, the bridge, a route, ip_forward). `restore` removes whatever the node left,
+whether it stopped cleanly or was killed, and `leftovers` lists anything still there, for the test that proves
+`down` leaves nothing.
 """
 
 from __future__ import annotations
