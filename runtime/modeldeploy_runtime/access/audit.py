@@ -138,7 +138,7 @@ class AuditLog:
         self._writer: threading.Thread | None = None
 
     def write(self, record: RequestRecord) -> None:
-        """Takes a finished record: nothing may change it afterwards."""
+        """Takes the record of a request that has ended; its line is made later, in the writer thread."""
         self._records.append(record)
         if len(self._records) >= self.FLUSH_AT_LINES:
             self.flush()
