@@ -16,7 +16,7 @@ from modeldeploy_runtime.access.limits import KeyLimits, Rate
 from modeldeploy_runtime.access.middleware import AccessControl
 from modeldeploy_runtime.metrics import RuntimeMetrics
 from modeldeploy_runtime.protocol.errors import install_error_handlers
-from modeldeploy_runtime.protocol.fast_path import InferenceFastPath
+from modeldeploy_runtime.protocol.fast_path import InferenceFastPath, answers_on_fast_path
 from modeldeploy_runtime.protocol.openai import openai_router
 from modeldeploy_runtime.protocol.openapi import install_openapi
 from modeldeploy_runtime.protocol.v1 import v1_router
@@ -78,6 +78,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         audit=audit,
         payloads=settings.audit_payloads,
         text_model=settings.generates_text,
+        stamps_its_answer=answers_on_fast_path,
     )
     install_openapi(app)
     return app

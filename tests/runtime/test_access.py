@@ -171,11 +171,15 @@ def test_a_valid_key_is_served_and_audited_without_the_key(keyed_server: Runtime
     assert answered.headers["x-request-id"] == "trace-42"
     generated = httpx.get(f"{keyed_server.url}/v2/models/mlp", headers=bearer(BOB_KEY), timeout=10.0)
     assert len(generated.headers["x-request-id"]) == 32
+    # The fast path stamps its own answers (no wrapper of `send`): its errors are echoed and audited all the same.
+    malformed = {**headers, "X-Request-Id": "trace-43"}
+    rejected = httpx.post(keyed_server.infer_url, content=b"{not json", headers=malformed, timeout=10.0)
+    assert rejected.status_code == 400 and rejected.headers["x-request-id"] == "trace-43"
     probe = httpx.get(f"{keyed_server.url}/v2/health/ready", timeout=10.0)
     assert probe.status_code == 200
 
     deadline = time.monotonic() + 10
-    while len(lines := audit_lines(keyed_server)) < 3 and time.monotonic() < deadline:
+    while len(lines := audit_lines(keyed_server)) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
     by_id = {line["request_id"]: line for line in lines}
     line = by_id["trace-42"]
@@ -187,6 +191,9 @@ def test_a_valid_key_is_served_and_audited_without_the_key(keyed_server: Runtime
     assert line["request_bytes"] == len(body)
     assert line["response_bytes"] == len(answered.content)
     assert line["tokens"] is None and isinstance(line["latency_ms"], float)
+    rejected_line = by_id["trace-43"]
+    assert (rejected_line["status"], rejected_line["route"]) == (400, "/v2/models/mlp/infer")
+    assert (rejected_line["request_bytes"], rejected_line["response_bytes"]) == (9, len(rejected.content))
     parsed = datetime.datetime.fromisoformat(str(line["time"]))
     assert parsed.tzinfo is not None
     assert [entry["status"] for entry in lines if entry["key_owner"] is None] == [401]  # refused calls too

@@ -20,9 +20,11 @@ import time
 from dataclasses import dataclass, field
 
 import orjson
+from starlette.responses import Response
 from starlette.types import Scope
 
 AUDIT_FORMAT = "modeldeploy.audit/v1"
+REQUEST_ID_HEADER = b"x-request-id"
 # The ASGI scope key under which a request's record travels to the handlers that fill in what they know.
 SCOPE_KEY = "modeldeploy.request"
 _log = logging.getLogger(__name__)
@@ -55,6 +57,13 @@ class RequestRecord:
 
     def received(self, chunk: bytes) -> None:
         self.request_bytes += len(chunk)
+
+    def stamp(self, response: Response) -> None:
+        """For a route that answers with one whole `Response` (the inference fast path): its status and size
+        recorded and the request id header added before it is sent, instead of read from the messages it sends."""
+        self.status = response.status_code
+        self.response_bytes = len(response.body)
+        response.raw_headers.append((REQUEST_ID_HEADER, self.request_id.encode()))
 
     def end(self) -> None:
         self._latency_s = time.perf_counter() - self._started
@@ -106,15 +115,15 @@ def request_record(scope: Scope) -> RequestRecord | None:
 
 
 class AuditLog:
-    """Turns each finished record into its line at once, and every `FLUSH_AFTER_S` (or `FLUSH_AT_LINES`) hands the
-    lines gathered to a writer thread.
+    """Gathers the finished records and, every `FLUSH_AFTER_S` (or `FLUSH_AT_LINES` records), hands them to a writer
+    thread that makes their lines and writes them.
 
-    A line is made when its request ends, so the record is freed there and then: records kept for a batch would live
-    through garbage collections and be promoted to the old generations, whose collections scan the whole heap (torch
-    included). The `write()` calls happen in the writer thread, so a slow reader of stdout never stalls the event
-    loop. That thread is at most `MAX_BATCHES_BEHIND` batches behind: past that, flushing waits for it (memory stays
-    bounded, and no line is dropped unless stdout itself fails). A line reaches stdout about `FLUSH_AFTER_S` after
-    its request ended; `close` writes what is left when the server shuts down (not when the container is killed).
+    The event loop only appends the record to a list: making a line (the time, orjson) costs several times more
+    amid a busy server's requests than in one tight loop over a batch (docs/benchmarks.md, issue 9), and the
+    `write()` calls happen in that thread too, so a slow reader of stdout never stalls the event loop. The thread is
+    at most `MAX_BATCHES_BEHIND` batches behind: past that, flushing waits for it (memory stays bounded, and no line
+    is dropped unless stdout itself fails). A line reaches stdout about `FLUSH_AFTER_S` after its request ended;
+    `close` writes what is left when the server shuts down (not when the container is killed).
     """
 
     FLUSH_AFTER_S = 0.05
@@ -123,17 +132,15 @@ class AuditLog:
 
     def __init__(self, fd: int | None = None) -> None:
         self._fd = sys.stdout.fileno() if fd is None else fd
-        self._lines: list[bytes] = []
+        self._records: list[RequestRecord] = []
         self._flush_scheduled = False
-        # Turns time.perf_counter() readings into epoch seconds; renewed at every flush, so a step of the wall
-        # clock shows within one batch.
-        self._perf_to_wall = time.time() - time.perf_counter()
-        self._batches: queue.Queue[bytes | None] = queue.Queue(self.MAX_BATCHES_BEHIND)
+        self._batches: queue.Queue[tuple[list[RequestRecord], float] | None] = queue.Queue(self.MAX_BATCHES_BEHIND)
         self._writer: threading.Thread | None = None
 
     def write(self, record: RequestRecord) -> None:
-        self._lines.append(record.line(self._perf_to_wall))
-        if len(self._lines) >= self.FLUSH_AT_LINES:
+        """Takes the record of a request that has ended; its line is made later, in the writer thread."""
+        self._records.append(record)
+        if len(self._records) >= self.FLUSH_AT_LINES:
             self.flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
@@ -141,14 +148,15 @@ class AuditLog:
 
     def flush(self) -> None:
         self._flush_scheduled = False
-        self._perf_to_wall = time.time() - time.perf_counter()
-        if not self._lines:
+        if not self._records:
             return
-        lines, self._lines = self._lines, []
+        records, self._records = self._records, []
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_batches, name="audit-writer", daemon=True)
             self._writer.start()
-        self._batches.put(b"".join(lines))
+        # Turns the records' time.perf_counter() readings into epoch seconds; taken per batch, so a step of the
+        # wall clock shows within one batch.
+        self._batches.put((records, time.time() - time.perf_counter()))
 
     def close(self) -> None:
         """Writes the lines still pending and stops the writer thread."""
@@ -160,7 +168,9 @@ class AuditLog:
 
     def _write_batches(self) -> None:
         while (batch := self._batches.get()) is not None:
-            pending = memoryview(batch)
+            records, perf_to_wall = batch
+            pending = memoryview(b"".join([record.line(perf_to_wall) for record in records]))
+            del records, batch  # the records go now, not when the next batch arrives
             try:
                 while pending:
                     pending = pending[os.write(self._fd, pending) :]

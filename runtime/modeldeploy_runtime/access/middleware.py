@@ -12,10 +12,11 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modeldeploy_runtime.access.audit import SCOPE_KEY, AuditLog, PayloadRecord, RequestRecord
+from modeldeploy_runtime.access.audit import REQUEST_ID_HEADER, SCOPE_KEY, AuditLog, PayloadRecord, RequestRecord
 from modeldeploy_runtime.access.keys import ApiKeys, bearer_token
 from modeldeploy_runtime.access.limits import KeyLimits
 from modeldeploy_runtime.errors import ServingError, Unauthenticated
@@ -23,7 +24,6 @@ from modeldeploy_runtime.protocol.errors import serving_error_response
 
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
 _GUARDED_TYPES = frozenset({"http", "websocket"})
-REQUEST_ID_HEADER = b"x-request-id"
 _SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -36,6 +36,7 @@ class AccessControl:
         audit: AuditLog | None,
         payloads: bool,
         text_model: bool = False,
+        stamps_its_answer: Callable[[Scope], bool] | None = None,
     ) -> None:
         self._app = app
         self._text_model = text_model  # refusals under /v1 take OpenAI's error shape
@@ -43,6 +44,9 @@ class AccessControl:
         self._limits = limits
         self._audit = audit
         self._record_type = PayloadRecord if payloads else RequestRecord
+        # Requests whose route answers with one whole Response and stamps it with the record itself
+        # (`RequestRecord.stamp`): they get the server's `send` as it is.
+        self._stamps_its_answer = stamps_its_answer
         # Without keys and audit there is nothing to check or record: requests go straight through.
         self._idle = keys is None and audit is None
 
@@ -72,26 +76,18 @@ class AccessControl:
             _started=started,
         )
 
-        # The one wrapper left on the way: the only place that sees every route's answer, so the request id
-        # is echoed and the status audited on routes added later too. The body's bytes are counted where bodies
-        # are read (protocol/http.py `body_chunks`), without wrapping `receive`.
-        async def responding(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                record.status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, echoed_id)]
-            elif message["type"] == "http.response.body":
-                record.response_bytes += len(message.get("body", b""))
-            await send(message)
-
         try:
             try:
                 owner = record.key_owner = self._authenticate(authorization)
                 if self._limits is not None and owner is not None:
                     self._limits.admit_request(owner)
             except ServingError as error:
-                await self._refuse(error, scope, receive, responding, self._text_model)
+                await self._refuse(error, scope, receive, _watched(send, record, echoed_id), self._text_model)
                 return
-            await self._app(scope, receive, responding)
+            stamps = self._stamps_its_answer
+            if stamps is None or not stamps(scope):
+                send = _watched(send, record, echoed_id)
+            await self._app(scope, receive, send)
         finally:
             if self._limits is not None and record.key_owner is not None and record.tokens:
                 self._limits.charge_tokens(record.key_owner, record.tokens)
@@ -120,3 +116,19 @@ class AccessControl:
             await send({"type": "websocket.close", "code": 1008})
             return
         await serving_error_response(error, scope["path"], text_model)(scope, receive, send)
+
+
+def _watched(send: Send, record: RequestRecord, echoed_id: bytes) -> Send:
+    """The one wrapper on the way, for every route but those that stamp their answer themselves: the only place that
+    sees any route's answer, so the request id is echoed and the status audited on routes added later too. The
+    body's bytes are counted where bodies are read (protocol/http.py `body_chunks`), without wrapping `receive`."""
+
+    async def responding(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            record.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, echoed_id)]
+        elif message["type"] == "http.response.body":
+            record.response_bytes += len(message.get("body", b""))
+        await send(message)
+
+    return responding

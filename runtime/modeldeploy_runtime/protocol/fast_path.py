@@ -52,6 +52,8 @@ class InferenceFastPath:
             response = serving_error_response(error, scope["path"])
         except Exception:
             response = unexpected_error_response(scope["path"])
+        if record is not None:
+            record.stamp(response)
         try:
             await response(scope, receive, send)
         finally:
@@ -59,6 +61,11 @@ class InferenceFastPath:
             metrics.observe_request(
                 metrics.model_label(model_name), protocol, response.status_code, time.perf_counter() - started
             )
+
+
+def answers_on_fast_path(scope: Scope) -> bool:
+    """Whether the fast path answers this request (`AccessControl` then leaves it to stamp its audit record)."""
+    return scope["type"] == "http" and scope["method"] == "POST" and _match(scope) is not None
 
 
 def _match(scope: Scope) -> tuple[str, str, Handler] | None:
