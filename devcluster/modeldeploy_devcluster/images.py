@@ -181,6 +181,10 @@ def build(recipe: ImageRecipe, base: str) -> BuiltImage:
     if archive.exists():
         return BuiltImage(reference, archive)
     _log(f"building {reference} from {recipe.dockerfile.relative_to(REPO)}")
+    # The runtime's archive and image are gigabytes each, and a build needs room for its own layers and copies:
+    # the superseded build goes first (only the current one is ever used), and the layer cache if room is short.
+    _remove_superseded(recipe, archive)
+    _drop_layer_cache_when_disk_is_low()
     argv = ["buildah", "build", "--layers", "--isolation", "chroot", "-f", str(recipe.dockerfile), "-t", reference]
     argv += ["--build-arg", f"PYTHON_IMAGE={base}"]
     argv += [f"--build-arg={name}={value}" for name, value in recipe.build_args.items()]
@@ -190,14 +194,21 @@ def build(recipe: ImageRecipe, base: str) -> BuiltImage:
     subprocess.run([*argv, str(REPO)], check=True, stdout=sys.stderr)
     _run(["buildah", "push", "--quiet", reference, f"docker-archive:{archive}.tmp:{reference}"])
     Path(f"{archive}.tmp").rename(archive)
-    # The runtime's archive is gigabytes: keep the current build only (buildah keeps its layers as the cache).
-    for stale in archive.parent.glob(f"{recipe.repository.replace('/', '-')}-*.tar"):
-        if stale != archive:
-            stale.unlink()
-            subprocess.run(["buildah", "rmi", f"{REGISTRY_PREFIX}{recipe.repository}:{stale.stem.rsplit('-', 1)[1]}"],
-                           capture_output=True)  # fmt: skip
-    _drop_layer_cache_when_disk_is_low()
+    _drop_layer_cache_when_disk_is_low()  # also the build's own intermediate images, if room is short
     return BuiltImage(reference, archive)
+
+
+def _remove_superseded(recipe: ImageRecipe, current: Path) -> None:
+    """Earlier builds of the recipe's image: their archives, and their images in buildah's storage (buildah keeps
+    the layers they share with the new build as its cache while the disk has room)."""
+    prefix = recipe.repository.replace("/", "-")
+    for cut_short in current.parent.glob(f"{prefix}-*.tar.tmp"):
+        cut_short.unlink()
+    for stale in current.parent.glob(f"{prefix}-*.tar"):
+        if stale != current:
+            stale.unlink()
+            tag = stale.stem.rsplit("-", 1)[1]
+            subprocess.run(["buildah", "rmi", f"{REGISTRY_PREFIX}{recipe.repository}:{tag}"], capture_output=True)
 
 
 def _drop_layer_cache_when_disk_is_low() -> None:
