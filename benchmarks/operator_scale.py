@@ -471,9 +471,14 @@ def parse_process_usage(status: str, stat: str, clock_ticks: int) -> ProcessUsag
     peak = re.search(r"^VmHWM:\s+(\d+) kB$", status, re.MULTILINE)
     if peak is None:
         raise ValueError("no VmHWM line in /proc/<pid>/status")
+    return ProcessUsage(int(peak[1]) * 1024, cpu_seconds(stat, clock_ticks))
+
+
+def cpu_seconds(stat: str, clock_ticks: int) -> float:
+    """User + system CPU from /proc/<pid>/stat."""
     # The fields after the command name, which may itself hold spaces and parentheses: utime is the 12th.
     fields = stat.rsplit(")", 1)[1].split()
-    return ProcessUsage(int(peak[1]) * 1024, (int(fields[11]) + int(fields[12])) / clock_ticks)
+    return (int(fields[11]) + int(fields[12])) / clock_ticks
 
 
 class ClusterCpu:
@@ -487,12 +492,7 @@ class ClusterCpu:
         self._pids = [record.pid for record in state.processes]
 
     def seconds(self) -> float:
-        total = 0.0
-        for pid in self._pids:
-            stat = (Path("/proc") / str(pid) / "stat").read_text()
-            fields = stat.rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-        return total
+        return sum(cpu_seconds((Path("/proc") / str(pid) / "stat").read_text(), CLOCK_TICKS) for pid in self._pids)
 
 
 def operator_usage(operator: LocalOperator) -> ProcessUsage:
