@@ -9,9 +9,7 @@ import kopf
 import prometheus_client
 
 from modeldeploy_operator import leader, metrics
-from modeldeploy_operator.api.v1alpha1 import GROUP
 from modeldeploy_operator.kube import KubeApi, default_client
-from modeldeploy_operator.manifests.labels import FIELD_MANAGER
 from modeldeploy_operator.reconcile import handlers
 from modeldeploy_operator.reconcile.reconciler import Reconciler
 from modeldeploy_operator.settings import OperatorSettings
@@ -30,12 +28,13 @@ def build_registry(config: OperatorSettings, api: KubeApi) -> kopf.OperatorRegis
         server_timeout=config.watch_server_timeout_seconds,
         workers=config.max_objects_in_flight,
         resync_period=config.resync_period_seconds,
+        retry_for=config.handler_timeout_seconds,
     )
-    handlers.register(registry, watching, reconciler, handler_timeout=config.handler_timeout_seconds)
+    handlers.register(registry, watching)
 
     @kopf.on.startup(registry=registry)
     def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure_kopf(settings, config)
+        configure_kopf(settings)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -49,33 +48,11 @@ def build_registry(config: OperatorSettings, api: KubeApi) -> kopf.OperatorRegis
     return registry
 
 
-def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
-    # kopf's bookkeeping lives under our domain, in annotations only: the status is ours alone.
-    kopf_settings.persistence.finalizer = f"{GROUP}/finalizer"
-    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
-    # Only our own meaningful events reach users; kopf's per-handler chatter does not.
-    kopf_settings.posting.level = logging.WARNING
-    kopf_settings.posting.reporting_component = FIELD_MANAGER
-    kopf_settings.watching.server_timeout = settings.watch_server_timeout_seconds
-    kopf_settings.watching.client_timeout = settings.watch_client_timeout_seconds
-    kopf_settings.watching.connect_timeout = 30
-    kopf_settings.networking.request_timeout = 60
-    kopf_settings.networking.error_backoffs = [1, 2, 5, 10, 30]
-    kopf_settings.execution.max_workers = 20
-    # kopf's own (not our handlers') errors back off to at most 60 s, not kopf's 610 s.
-    kopf_settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
-    # kopf runs one worker per object with events, unbounded by default: a thousand ModelDeployments created at once
-    # meant thousands of workers, each holding its object's queued events: 278 MB at the peak, over 500 MB when
-    # the control plane keeps up. Bounded: 158 and 211 MB, at the same time to Ready (docs/benchmarks.md). An idle
-    # worker holds its slot until it exits, so it exits soon after its last event (kopf's default is 5 s) to let
-    # the waiting objects in.
-    kopf_settings.queueing.worker_limit = settings.max_objects_in_flight
-    kopf_settings.queueing.idle_timeout = 0.5
-    # kopf's restricted mode: API discovery once at start, no watching of CRDs and namespaces, so the operator
-    # needs no permission on those cluster-scoped kinds (the chart installs the CRD before the operator starts).
+def configure_kopf(kopf_settings: kopf.OperatorSettings) -> None:
+    # kopf runs the process (start-up and clean-up, credentials, liveness, signals) and watches nothing: the
+    # ModelDeployments and their children are watched and reconciled by our caches and queue (reconcile/handlers.py).
+    # Restricted mode: no watching of CRDs and namespaces, so the operator needs no permission on those
+    # cluster-scoped kinds (the chart installs the CRD before the operator starts).
     kopf_settings.scanning.disabled = True
 
 

@@ -3,7 +3,7 @@
 Reads come from the operator's caches (watch/), so the steady state costs no requests. The reads here are an
 automatic rollback's (the pod template of the ReplicaSet that last ran Ready, once per rollback), the check, before
 a child the caches do not show is created, that no object of someone else's has its name, and the check that an
-owner is alive before one of its children is re-created outside its own handler. Requests are
+owner is alive before one of its children is re-created by a reconcile that a spec change did not trigger. Requests are
 bounded in flight: a thousand ModelDeployments created at once must queue here, not exhaust the connection pool
 and time out at the apiserver.
 """

@@ -53,7 +53,7 @@ RELISTS = Counter(
 )
 REQUEUES = Counter(
     "modeldeploy_reconcile_requeues_total",
-    "Reconciles outside a ModelDeployment's own handler retried after a transient error, and those given up "
+    "Reconciles retried after a transient error, and those given up "
     "until the resync.",
     ["outcome"],
 )

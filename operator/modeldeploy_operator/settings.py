@@ -49,8 +49,8 @@ class OperatorSettings(BaseSettings):
         default=600,
         ge=5,
         le=3600,
-        description="How long a spec change is retried through transient API errors; the resync keeps trying "
-        "after that.",
+        description="How long a reconcile is retried through transient API errors (1 s up to 60 s apart); the "
+        "resync keeps trying after that.",
     )
     resync_period_seconds: int = Field(
         default=300,
@@ -66,10 +66,8 @@ class OperatorSettings(BaseSettings):
         default=128,
         ge=1,
         le=4096,
-        description="ModelDeployments processed at once by their handlers, and reconciles at once after their "
-        "children's events; the others wait their turn, in order. Bounds the operator's memory under a burst. A "
-        "ModelDeployment waiting to retry a transient error keeps its place, so keep this well above the number "
-        "that may fail together.",
+        description="ModelDeployments reconciled at once; the others wait their turn, in order. Bounds the "
+        "operator's memory under a burst. One waiting to retry a transient error does not hold a place.",
     )
     upgrade_wave_size: int = Field(
         default=10,

@@ -47,6 +47,16 @@ def test_create_schedules_gpus_and_reports_ready(operator, kube, md) -> None:
     assert status["observedGeneration"] == kube.get("md", "resnet")["metadata"]["generation"]
     columns = kube.run("get", "md", "resnet", "--no-headers").stdout.split()
     assert columns[:5] == ["resnet", "resnet", "1", "2/2", "Ready"]
+    # The operator writes the status and nothing else of the ModelDeployment: no bookkeeping annotations.
+    shown = kube.run("get", "md", "resnet", "-o", "json", "--show-managed-fields").stdout
+    metadata = json.loads(shown)["metadata"]
+    assert not [key for key in metadata.get("annotations") or {} if "modeldeploy" in key or "kopf" in key]
+    operator_writes = {
+        (f["operation"], f.get("subresource"))
+        for f in metadata["managedFields"]
+        if f["manager"] == "modeldeploy-operator"
+    }
+    assert operator_writes == {("Update", "status")}
 
     events = kube.run(
         "get", "events", "--field-selector", "involvedObject.name=resnet,involvedObject.kind=ModelDeployment"

@@ -1,15 +1,16 @@
-"""The queue of reconciles outside a ModelDeployment's own handler: folded triggers, bounded retries."""
+"""The queue of reconciles: folded triggers, a spec change first, retries bounded in time."""
 
 import asyncio
 import contextlib
 
 import kopf
-from modeldeploy_operator.reconcile.queue import Backoff, Key, ReconcileQueue
+from modeldeploy_operator.reconcile.queue import SPEC, Backoff, Key, ReconcileQueue
 
 
-def test_backoff_grows_to_its_cap_and_ends() -> None:
-    backoff = Backoff(delays=(1, 2, 5), max_retries=4)
-    assert [backoff.delay(retry) for retry in range(1, 6)] == [1, 2, 5, 5, None]
+def test_backoff_grows_to_its_cap_and_ends_after_its_time() -> None:
+    backoff = Backoff(delays=(1, 2, 5), retry_for_s=10)
+    assert [backoff.delay(retry, failing_for_s=retry) for retry in range(1, 6)] == [1, 2, 5, 5, 5]
+    assert backoff.delay(6, failing_for_s=10) is None
 
 
 async def _run_until_idle(queue: ReconcileQueue, seconds: float) -> None:
@@ -28,7 +29,7 @@ async def test_a_transient_failure_is_retried_with_backoff_until_it_succeeds() -
         if len(calls) < 3:
             raise kopf.TemporaryError("apiserver busy")
 
-    queue = ReconcileQueue(reconcile, workers=2, backoff=Backoff(delays=(0.01, 0.02), max_retries=5))
+    queue = ReconcileQueue(reconcile, workers=2, backoff=Backoff(delays=(0.01, 0.02), retry_for_s=5))
     queue.add(("team-a", "resnet"), "child")
     await _run_until_idle(queue, 0.3)
 
@@ -43,11 +44,12 @@ async def test_retries_are_bounded_and_permanent_errors_are_not_retried() -> Non
         calls.append(key)
         raise kopf.TemporaryError("down") if key[1] == "flaky" else kopf.PermanentError("bad spec")
 
-    queue = ReconcileQueue(reconcile, workers=1, backoff=Backoff(delays=(0.01,), max_retries=2))
+    queue = ReconcileQueue(reconcile, workers=1, backoff=Backoff(delays=(0.1,), retry_for_s=0.15))
     queue.add(("ns", "flaky"), "child")
     queue.add(("ns", "broken"), "child")
-    await _run_until_idle(queue, 0.3)
+    await _run_until_idle(queue, 0.5)
 
+    # Retried at 0.1 and 0.2 s after the first failure; at 0.2 s it has failed for longer than 0.15 s.
     assert calls.count(("ns", "flaky")) == 3 and calls.count(("ns", "broken")) == 1
 
 
@@ -77,3 +79,28 @@ async def test_triggers_during_a_run_fold_into_one_more_run_and_one_key_never_ru
         await task
 
     assert runs == ["child", "child"]
+
+
+async def test_a_spec_change_takes_the_place_of_a_waiting_trigger() -> None:
+    runs: list[str] = []
+    release = asyncio.Event()
+
+    async def reconcile(key: Key, trigger: str) -> None:
+        runs.append(trigger)
+        if len(runs) == 1:
+            await release.wait()
+
+    queue = ReconcileQueue(reconcile, workers=1)
+    task = asyncio.create_task(queue.run())
+    queue.add(("ns", "a"), "child")
+    await asyncio.sleep(0.01)
+    queue.add(("ns", "a"), "resync")
+    queue.add(("ns", "a"), SPEC)
+    queue.add(("ns", "a"), "child")
+    release.set()
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    assert runs == ["child", SPEC]

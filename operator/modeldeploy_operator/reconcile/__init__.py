@@ -1,1 +1,1 @@
-"""Reconciliation: drift detection and status computation (pure), and the kopf handlers (thin) that use them."""
+"""Reconciliation: drift detection and status computation (pure), and what triggers a reconcile (thin)."""

@@ -1,12 +1,14 @@
-"""Reconciles triggered outside a ModelDeployment's own handler (a child's event, a re-list, the resync), queued.
+"""Every reconcile, queued: a spec change, a child's event, a re-list, the resync, a place freed in an upgrade wave.
 
-One reconcile per ModelDeployment at a time; triggers that arrive meanwhile fold into one more run after it. A
-transient failure is retried with a growing delay, a bounded number of times, instead of waiting for the next
-event or the resync; after the last try the resync is the backstop.
+One reconcile per ModelDeployment at a time; triggers that arrive meanwhile fold into one more run after it (a
+spec change, which trusts the owner it reads, takes the place of a waiting trigger that does not). A transient
+failure is retried with a growing delay for a bounded time instead of waiting for the next event or the resync;
+after that the resync is the backstop. A permanent one is not retried: the next spec change runs it again.
 """
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -17,16 +19,17 @@ from modeldeploy_operator import metrics
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+SPEC = "spec"  # the trigger of a new ModelDeployment or a new generation of one
 
 
 @dataclass(frozen=True)
 class Backoff:
     delays: tuple[float, ...] = (1, 2, 5, 10, 30, 60)
-    max_retries: int = 8
+    retry_for_s: float = 600
 
-    def delay(self, retry: int) -> float | None:
-        """Seconds before retry number `retry` (1-based), or None when the retries are spent."""
-        if retry > self.max_retries:
+    def delay(self, retry: int, failing_for_s: float) -> float | None:
+        """Seconds before retry number `retry` (1-based), or None once it has failed for `retry_for_s`."""
+        if failing_for_s >= self.retry_for_s:
             return None
         return self.delays[min(retry, len(self.delays)) - 1]
 
@@ -41,10 +44,12 @@ class ReconcileQueue:
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._waiting: dict[Key, str] = {}  # queued or to run again after the current run: key -> trigger
         self._running: set[Key] = set()
-        self._retries: dict[Key, int] = {}
+        self._retries: dict[Key, tuple[int, float]] = {}  # key -> (retries so far, monotonic time of the first failure)
 
     def add(self, key: Key, trigger: str) -> None:
         if key in self._waiting:
+            if trigger == SPEC:
+                self._waiting[key] = trigger
             return
         self._waiting[key] = trigger
         if key not in self._running:
@@ -78,15 +83,17 @@ class ReconcileQueue:
                     self._queue.put_nowait(key)
 
     def _retry_later(self, key: Key, trigger: str, error: Exception) -> None:
-        retry = self._retries.get(key, 0) + 1
-        delay = self._backoff.delay(retry)
+        now = time.monotonic()
+        retries, failing_since = self._retries.get(key, (0, now))
+        retry = retries + 1
+        delay = self._backoff.delay(retry, now - failing_since)
         if delay is None:
             self._retries.pop(key, None)
             metrics.REQUEUES.labels("given_up").inc()
             logger.warning("reconcile of %s/%s (%s) failed %d times, left to the resync: %s", *key, trigger,
                            retry, error)  # fmt: skip
             return
-        self._retries[key] = retry
+        self._retries[key] = (retry, failing_since)
         metrics.REQUEUES.labels("retried").inc()
         logger.warning("reconcile of %s/%s (%s) failed, again in %ss: %s", *key, trigger, delay, error)
         asyncio.get_running_loop().call_later(delay, self.add, key, "retry")

@@ -103,13 +103,17 @@ class Reconciler:
             self.waves.forget(uid)
             self._generations.pop(uid, None)
 
+    def has_reconciled(self, uid: str, generation: int) -> bool:
+        """Whether this generation of the ModelDeployment (or a newer one) has been reconciled, or is being."""
+        return generation <= self._generations.get(uid, -1)
+
     async def reconcile(
         self, body: dict[str, Any], children: Children, trigger: str, owner_confirmed: bool = False
     ) -> None:
         """Raises kopf.PermanentError for a spec that cannot be served, kopf.TemporaryError for what will heal.
 
-        `owner_confirmed`: the body comes from the ModelDeployment's own handler. Otherwise it comes from a cache
-        that may still hold an owner just deleted, and a missing child is re-created only once a live read
+        `owner_confirmed`: the body comes from the ModelDeployment's own event (a spec change). Otherwise it may
+        be a cached owner that was deleted since, and a missing child is re-created only once a live read
         confirms the owner: never a child with an owner reference to a dead uid."""
         started = time.monotonic()
         result = "error"

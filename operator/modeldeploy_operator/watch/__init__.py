@@ -1,4 +1,4 @@
-"""The operator's own caches of what it watches besides the ModelDeployments' handlers: list + watch per kind.
+"""The operator's own caches of the ModelDeployments and what they own: list + watch per kind.
 
 Written by hand rather than with kopf's indexes for two reasons, both read in kopf 1.45.2's source:
 - kopf's indexes never converge: after a watch ends with 410 Gone, kopf lists again and re-indexes what it
@@ -9,7 +9,7 @@ Written by hand rather than with kopf's indexes for two reasons, both read in ko
   through a per-object worker and holds the operator's readiness until each is indexed: at 10,000 unrelated pods
   the first reconcile came 300 s after the start. Here the children are selected on the apiserver
   (app.kubernetes.io/managed-by=modeldeploy-operator), kept as slim snapshots, and the initial list triggers
-  nothing (the ModelDeployments' resume handlers reconcile each one once the caches are listed).
+  nothing (every ModelDeployment is reconciled once all the caches have listed: reconcile/handlers.py).
 
 What is still watched unselected, and what it costs: ModelDeployments (all of them are ours) and
 HorizontalPodAutoscalers (users create them without our labels): every HPA in scope is listed and streamed, and

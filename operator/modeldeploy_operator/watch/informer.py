@@ -107,7 +107,7 @@ class Informer:
         if self.listed.is_set():
             metrics.RELISTS.labels(self.watched.kind).inc()
             self._on_changes(self.watched.kind, changes)
-        self.listed.set()  # the first list is the start: the resume handlers reconcile what it holds
+        self.listed.set()  # the first list is the start: every ModelDeployment is reconciled once all have listed
 
     async def _watch(self) -> None:
         params = {
