@@ -53,7 +53,6 @@ RELISTS = Counter(
 )
 REQUEUES = Counter(
     "modeldeploy_reconcile_requeues_total",
-    "Reconciles retried after a transient error, and those given up "
-    "until the resync.",
+    "Reconciles retried after a transient error, and those given up until the resync.",
     ["outcome"],
 )

@@ -38,9 +38,12 @@ class OperatorSettings(BaseSettings):
         description="Namespace whose pods may scrape the runtimes' metrics through their NetworkPolicy; empty: "
         "none besides the model's own namespace.",
     )
-    # A watch can die silently (kopf#585, #1120): the server closes it after this long and kopf reconnects.
+    # A watch can die silently (kopf#585, #1120): the server closes it after this long and the operator reconnects.
     watch_server_timeout_seconds: int = Field(
-        default=300, ge=10, le=3600, description="The apiserver ends each watch after this long; kopf reconnects."
+        default=300,
+        ge=10,
+        le=3600,
+        description="The apiserver ends each watch after this long; the operator reconnects.",
     )
     watch_client_timeout_seconds: int = Field(
         default=330, ge=15, le=3900, description="A watch silent this long is dropped and reconnected."

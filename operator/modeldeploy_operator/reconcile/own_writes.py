@@ -4,9 +4,15 @@ Without this, a reconcile triggered by another object's event between our write 
 old object from the cache and writes again (at N = 1000, every Service was applied about twice). An entry is
 dropped once the cache holds the same or a newer resourceVersion, so a later change by someone else is seen, and
 when the watch reports the object deleted.
+
+Entries are kept pickled, as the caches keep theirs (watch/store.py): an entry can outlive the write by a resync
+period when no other reconcile of its owner follows, and as trees of dicts the applied children were most of the
+operator's memory after a burst of creates (about 20 of 60 KB per ModelDeployment at N = 1000, docs/benchmarks.md).
 """
 
 from typing import Any
+
+from modeldeploy_operator.watch.store import pack, unpack
 
 
 def _version(obj: dict[str, Any] | None) -> int:
@@ -17,20 +23,21 @@ def _version(obj: dict[str, Any] | None) -> int:
 
 class OwnWrites:
     def __init__(self) -> None:
-        self._written: dict[tuple[str, str], dict[str, Any]] = {}
+        self._written: dict[tuple[str, str], tuple[int, bytes]] = {}  # (owner uid, kind) -> (version, packed)
 
     def remember(self, owner_uid: str, kind: str, obj: dict[str, Any]) -> None:
-        self._written[(owner_uid, kind)] = obj
+        self._written[(owner_uid, kind)] = (_version(obj), pack(obj))
 
     def freshest(self, owner_uid: str, kind: str, watched: dict[str, Any] | None) -> dict[str, Any] | None:
         """The watched object, unless what we wrote is newer than what the watch has shown so far."""
         written = self._written.get((owner_uid, kind))
         if written is None:
             return watched
-        if watched is not None and _version(watched) >= _version(written):
+        version, packed = written
+        if watched is not None and _version(watched) >= version:
             del self._written[(owner_uid, kind)]
             return watched
-        return written
+        return unpack(packed)
 
     def forget(self, owner_uid: str, kind: str | None = None) -> None:
         """The watch saw it deleted (or the owner is gone): nothing we wrote stands any more."""

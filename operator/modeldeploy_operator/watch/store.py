@@ -56,7 +56,7 @@ class Store:
         return list(self._by_owner)
 
     def owned_by(self, owner: Key) -> list[dict[str, Any]]:
-        return [_unpickled(packed) for packed in self._by_owner.get(owner, {}).values()]
+        return [unpack(packed) for packed in self._by_owner.get(owner, {}).values()]
 
     def replace(self, listed: Iterable[dict[str, Any]], version: str) -> list[Change]:
         """A list's objects become the store's; returns the owners whose objects came, went or changed."""
@@ -72,7 +72,7 @@ class Store:
             previous = before.pop(key, None)
             if previous is None or previous[1] != resource_version(obj) or previous[0] != owner:
                 changes.append(Change(owner))
-        changes += [Change(owner, _unpickled(packed)) for owner, _, packed in before.values()]
+        changes += [Change(owner, unpack(packed)) for owner, _, packed in before.values()]
         return changes
 
     def apply(self, event_type: str, obj: dict[str, Any]) -> list[Change]:
@@ -84,7 +84,7 @@ class Store:
         previous = self._drop(key)
         owner = self._owner_of(obj)
         if event_type == "DELETED":
-            return [Change(previous[0], _unpickled(previous[2]))] if previous else []
+            return [Change(previous[0], unpack(previous[2]))] if previous else []
         changes = [Change(previous[0])] if previous and previous[0] != owner else []
         if owner is not None:
             self._put(key, owner, obj)
@@ -92,7 +92,7 @@ class Store:
         return changes
 
     def _put(self, key: Key, owner: Key, obj: dict[str, Any]) -> None:
-        packed = pickle.dumps(self._snapshot(obj), protocol=pickle.HIGHEST_PROTOCOL)
+        packed = pack(self._snapshot(obj))
         self._objects[key] = (owner, resource_version(obj), packed)
         self._by_owner[owner][key] = packed
 
@@ -106,6 +106,11 @@ class Store:
         return previous
 
 
-def _unpickled(packed: bytes) -> dict[str, Any]:
-    snapshot: dict[str, Any] = pickle.loads(packed)
-    return snapshot
+def pack(obj: dict[str, Any]) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack(packed: bytes) -> dict[str, Any]:
+    """A fresh copy of what `pack` was given."""
+    obj: dict[str, Any] = pickle.loads(packed)
+    return obj
