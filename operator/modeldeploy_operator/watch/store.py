@@ -5,13 +5,16 @@ A list replaces the whole store, so it converges to the apiserver: an object del
 resourceVersion is not newer than the list's) are ignored, so a list taken while a watch runs never goes back
 in time.
 
-Each object is kept pickled, as its kind's snapshot: a Deployment as a tree of dicts and strings takes about six
-times the bytes of its pickle (26 KB against 4 KB; a ModelDeployment 15 KB against 3 KB), and the caches of
-thousands of ModelDeployments would otherwise be most of the operator's memory. A read unpickles a fresh copy
-(20-35 us), so no reader can change the cache. Only bytes this process pickled are ever unpickled.
+Each object is kept pickled and compressed (zlib, its fastest level), as its kind's snapshot: a Deployment as a
+tree of dicts and strings takes about six times the bytes of its pickle (26 KB against 4 KB; a ModelDeployment
+15 KB against 3 KB), and the caches of thousands of ModelDeployments would otherwise be most of the operator's
+memory; compressed, the memory the operator keeps per ModelDeployment fell from 41 to 27 KB (docs/benchmarks.md).
+A read makes a fresh copy (20-35 us), so no reader can change the cache. Only bytes this process packed are ever
+unpacked.
 """
 
 import pickle
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -107,10 +110,10 @@ class Store:
 
 
 def pack(obj: dict[str, Any]) -> bytes:
-    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return zlib.compress(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
 
 def unpack(packed: bytes) -> dict[str, Any]:
     """A fresh copy of what `pack` was given."""
-    obj: dict[str, Any] = pickle.loads(packed)
+    obj: dict[str, Any] = pickle.loads(zlib.decompress(packed))
     return obj
