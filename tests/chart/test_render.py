@@ -17,7 +17,7 @@ from modeldeploy_operator.settings import OperatorSettings
 RELEASE, NAMESPACE = "md", "modeldeploy-system"
 FULLNAME = "md-modeldeploy"
 OPERATOR_RULES = {
-    ("serving.modeldeploy.dev", "modeldeployments"): {"get", "list", "watch", "patch"},
+    ("serving.modeldeploy.dev", "modeldeployments"): {"get", "list", "watch"},
     ("serving.modeldeploy.dev", "modeldeployments/status"): {"patch"},
     ("serving.modeldeploy.dev", "modeldeployments/finalizers"): {"update"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},

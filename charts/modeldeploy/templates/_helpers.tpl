@@ -96,9 +96,9 @@ ModelDeployment read live before a missing child is re-created outside its own h
 {{- define "modeldeploy.operatorRules" -}}
 - apiGroups: ["serving.modeldeploy.dev"]
   resources: ["modeldeployments"]
-  # patch: kopf keeps its progress and last-handled-configuration in annotations. get: before re-creating a missing
-  # child outside the owner's own handler, the operator reads that the owner still exists (no child for a dead uid).
-  verbs: ["get", "list", "watch", "patch"]
+  # No patch: the operator writes only the status. get: before re-creating a missing child on a trigger other than
+  # a spec change, the operator reads that the owner still exists (no child for a dead uid).
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["serving.modeldeploy.dev"]
   resources: ["modeldeployments/status"]
   verbs: ["patch"]
@@ -130,6 +130,6 @@ ModelDeployment read live before a missing child is re-created outside its own h
   verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["events"]
-  # kopf posts every event as a new one; it never patches events.
+  # Every event is posted as a new one; none is patched.
   verbs: ["create"]
 {{- end }}
