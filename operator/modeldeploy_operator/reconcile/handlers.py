@@ -67,7 +67,7 @@ class Watching:
     def start(self) -> None:
         self._http = self._http_factory()
         self._caches = Caches(self._http, self._namespaces, self.on_changes, self._server_timeout)
-        tasks = (self._caches.run(), self.queue.run(), self._resume(), self._resync(), self._wake_for_upgrade_waves())
+        tasks = (self._caches.run(), self._reconcile_once_listed(), self._resync(), self._wake_for_upgrade_waves())
         self._tasks = [asyncio.create_task(task) for task in tasks]
 
     async def stop(self) -> None:
@@ -100,29 +100,28 @@ class Watching:
         metadata = cached["metadata"]
         return not self._reconciler.has_reconciled(metadata["uid"], int(metadata.get("generation") or 0))
 
-    async def _reconcile_owner(self, key: Key, trigger: str) -> None:
+    async def _reconcile_once_listed(self) -> None:
+        """Nothing is reconciled before every cache has listed, so a restart does not take listed children for
+        missing ones. Then, before the first decision, the upgrade waves count the rollouts of the operator's own
+        template changes that a predecessor started, and every ModelDeployment is queued once: an operator restart
+        or a new leader catches up with what changed while none ran."""
         await self.caches.wait_listed()
+        self._reconciler.waves.prime(self.caches.deployments())
+        for key in self.caches.modeldeployments():
+            self.queue.add(key, "resume")
+        await self.queue.run()
+
+    async def _reconcile_owner(self, key: Key, trigger: str) -> None:
         owner = self.caches.modeldeployment(key)
         if owner is None or owner["metadata"].get("deletionTimestamp"):
             return  # not ours, or its owner is gone and garbage collection takes the child
-        self._prime_upgrade_waves()
         # A spec change was just seen in the ModelDeployment's own event: as sure an owner as a live read.
         owner_confirmed = trigger == SPEC
         await self._reconciler.reconcile(owner, self.caches.children(key), trigger, owner_confirmed)
 
-    def _prime_upgrade_waves(self) -> None:
-        """Before the first decision (once the caches have listed), count the rollouts of the operator's own
-        template changes that a predecessor started: the Deployments are all in the cache."""
-        self._reconciler.waves.prime(self.caches.deployments())
-
     async def _wake_for_upgrade_waves(self) -> None:
         while True:
             self.queue.add(await self._reconciler.waves.next_woken(), "wave")
-
-    async def _resume(self) -> None:
-        await self.caches.wait_listed()
-        for key in self.caches.modeldeployments():
-            self.queue.add(key, "resume")
 
     async def _resync(self) -> None:
         while True:

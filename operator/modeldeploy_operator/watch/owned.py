@@ -109,7 +109,7 @@ class Caches:
         return next(iter(self._owned(KIND, key)), None)
 
     def deployments(self) -> Iterator[dict[str, Any]]:
-        """Lazily: the upgrade waves are primed from it once, but asked at every reconcile."""
+        """Lazily: read once, to prime the upgrade waves."""
         return (
             deployment
             for informer in self._informers[DEPLOYMENTS.kind].values()
