@@ -61,19 +61,12 @@ class AccessControl:
                 authorization = value
             elif name == REQUEST_ID_HEADER:
                 given_id = value
-        if given_id is not None and _SANE_REQUEST_ID.match(given_id):
-            echoed_id, request_id = given_id, given_id.decode()
-        else:
+        if given_id is None or not _SANE_REQUEST_ID.match(given_id):
             # Identifies, need not be unguessable: Python's generator is several times cheaper than the system's.
-            request_id = random.getrandbits(128).to_bytes(16).hex()
-            echoed_id = request_id.encode()
+            given_id = random.getrandbits(128).to_bytes(16).hex().encode()
         client = scope.get("client")
         record = scope[SCOPE_KEY] = self._record_type(
-            request_id=request_id,
-            method=scope.get("method", "GET"),
-            route=scope["path"],
-            client=client[0] if client else None,
-            _started=started,
+            given_id, scope.get("method", "GET"), scope["path"], client[0] if client else None, started
         )
 
         try:
@@ -82,11 +75,11 @@ class AccessControl:
                 if self._limits is not None and owner is not None:
                     self._limits.admit_request(owner)
             except ServingError as error:
-                await self._refuse(error, scope, receive, _watched(send, record, echoed_id), self._text_model)
+                await self._refuse(error, scope, receive, _watched(send, record), self._text_model)
                 return
             stamps = self._stamps_its_answer
             if stamps is None or not stamps(scope):
-                send = _watched(send, record, echoed_id)
+                send = _watched(send, record)
             await self._app(scope, receive, send)
         finally:
             if self._limits is not None and record.key_owner is not None and record.tokens:
@@ -118,7 +111,7 @@ class AccessControl:
         await serving_error_response(error, scope["path"], text_model)(scope, receive, send)
 
 
-def _watched(send: Send, record: RequestRecord, echoed_id: bytes) -> Send:
+def _watched(send: Send, record: RequestRecord) -> Send:
     """The one wrapper on the way, for every route but those that stamp their answer themselves: the only place that
     sees any route's answer, so the request id is echoed and the status audited on routes added later too. The
     body's bytes are counted where bodies are read (protocol/http.py `body_chunks`), without wrapping `receive`."""
@@ -126,7 +119,7 @@ def _watched(send: Send, record: RequestRecord, echoed_id: bytes) -> Send:
     async def responding(message: Message) -> None:
         if message["type"] == "http.response.start":
             record.status = message["status"]
-            message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, echoed_id)]
+            message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, record.request_id)]
         elif message["type"] == "http.response.body":
             record.response_bytes += len(message.get("body", b""))
         await send(message)

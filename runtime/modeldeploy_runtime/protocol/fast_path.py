@@ -24,6 +24,8 @@ from modeldeploy_runtime.protocol.v2 import infer_v2
 from modeldeploy_runtime.service import InferenceService
 
 Handler = Callable[[InferenceService, str, Request], Awaitable[Response]]
+# The scope key under which `answers_on_fast_path` leaves its match for the fast path.
+_MATCH_KEY = "modeldeploy.fast_path"
 
 _INFERENCE_PATHS: tuple[tuple[re.Pattern[str], str, Handler], ...] = (
     (re.compile(r"^/v2/models/([^/]+)/infer$"), "v2", infer_v2),
@@ -37,7 +39,8 @@ class InferenceFastPath:
         self._service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        matched = _match(scope) if scope["type"] == "http" and scope["method"] == "POST" else None
+        # The access layer may have matched this request already (`answers_on_fast_path`).
+        matched = scope[_MATCH_KEY] if _MATCH_KEY in scope else _match(scope)
         if matched is None:
             await self._app(scope, receive, send)
             return
@@ -64,11 +67,15 @@ class InferenceFastPath:
 
 
 def answers_on_fast_path(scope: Scope) -> bool:
-    """Whether the fast path answers this request (`AccessControl` then leaves it to stamp its audit record)."""
-    return scope["type"] == "http" and scope["method"] == "POST" and _match(scope) is not None
+    """Whether the fast path answers this request (`AccessControl` then leaves it to stamp its audit record). The
+    match is kept in the scope, so that the fast path does not match the path a second time."""
+    matched = scope[_MATCH_KEY] = _match(scope)
+    return matched is not None
 
 
 def _match(scope: Scope) -> tuple[str, str, Handler] | None:
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return None
     for pattern, protocol, handler in _INFERENCE_PATHS:
         found = pattern.match(scope["path"])
         if found:
