@@ -74,7 +74,6 @@ SETTLE_SECONDS = 5.0
 POLL_SECONDS = 1.0
 WATCH_SERVER_TIMEOUT_SECONDS = 240
 WATCH_LIST_TIMEOUT_SECONDS = 120.0
-NAMESPACE_GONE_TIMEOUT_SECONDS = 900.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 MD_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}"
@@ -292,14 +291,14 @@ class ApiServer:
         if response.status_code not in (200, 202, 404):
             raise RuntimeError(f"deleting namespace {name}: HTTP {response.status_code} {response.text}")
 
-    async def wait_namespace_gone(self, name: str) -> float:
+    async def wait_namespace_gone(self, name: str, limit_s: float) -> float:
         """Wait until the namespace is gone (its pods freed their GPUs); returns the seconds it took."""
         started = time.monotonic()
-        while time.monotonic() - started < NAMESPACE_GONE_TIMEOUT_SECONDS:
+        while time.monotonic() - started < limit_s:
             if (await self.http.get(f"/api/v1/namespaces/{name}")).status_code == 404:
                 return time.monotonic() - started
             await asyncio.sleep(2 * POLL_SECONDS)
-        raise TimeoutError(f"namespace {name} still exists after {NAMESPACE_GONE_TIMEOUT_SECONDS:.0f}s")
+        raise TimeoutError(f"namespace {name} still exists after {limit_s:.0f}s")
 
 
 async def create_all(
@@ -579,8 +578,9 @@ def operator_patience(floor: FloorResult, settings: BenchSettings) -> float:
 
 
 @asynccontextmanager
-async def fresh_namespace(api: ApiServer, prefix: str, wait_for_gone: bool) -> AsyncIterator[str]:
-    """A new namespace for one run; deleted after it, and waited for so its pods free their GPUs.
+async def fresh_namespace(api: ApiServer, prefix: str, gone_within_s: float | None) -> AsyncIterator[str]:
+    """A new namespace for one run; deleted after it, and waited for (up to `gone_within_s`; None: not waited for)
+    so its pods free their GPUs. Deleting takes as long as a run: at N = 10,000 over 15 minutes on 2 cores.
 
     A run that fails leaves it: the whole cluster goes down right after.
     """
@@ -588,8 +588,8 @@ async def fresh_namespace(api: ApiServer, prefix: str, wait_for_gone: bool) -> A
     await api.create_namespace(namespace)
     yield namespace
     await api.delete_namespace(namespace)
-    if wait_for_gone:
-        log(f"namespace {namespace} gone after {await api.wait_namespace_gone(namespace):.0f} s")
+    if gone_within_s is not None:
+        log(f"namespace {namespace} gone after {await api.wait_namespace_gone(namespace, gone_within_s):.0f} s")
 
 
 async def floor_run(
@@ -851,11 +851,11 @@ async def run_all(cluster: ClusterConnection, local: LocalCluster, settings: Ben
         results = []
         floors: dict[int, FloorResult] = {}
         for position, n in enumerate(settings.sizes):
-            async with fresh_namespace(api, f"floor-{n}", wait_for_gone=True) as namespace:
+            async with fresh_namespace(api, f"floor-{n}", settings.phase_timeout_s) as namespace:
                 floors[n] = floor = await floor_run(api, cluster_cpu, n, namespace, settings)
             # After the last run the cluster goes down: no need to wait for its garbage.
             last = position == len(settings.sizes) - 1 and not settings.unrelated_pods
-            async with fresh_namespace(api, f"operator-{n}", wait_for_gone=not last) as namespace:
+            async with fresh_namespace(api, f"operator-{n}", None if last else settings.phase_timeout_s) as namespace:
                 limit_s = operator_patience(floor, settings)
                 operator = await operator_run(api, cluster_cpu, cluster, n, namespace, settings, limit_s, log_dir, 0)
             results.append((n, floor, operator))
@@ -910,7 +910,8 @@ async def among_unrelated_pods(
     try:
         for position, n in enumerate(settings.sizes):
             last = position == len(settings.sizes) - 1
-            async with fresh_namespace(api, f"operator-{n}-unrelated", wait_for_gone=not last) as namespace:
+            gone_within_s = None if last else settings.phase_timeout_s
+            async with fresh_namespace(api, f"operator-{n}-unrelated", gone_within_s) as namespace:
                 limit_s = operator_patience(floors[n], settings)
                 operator = await operator_run(
                     api, cluster_cpu, cluster, n, namespace, settings, limit_s, log_dir, settings.unrelated_pods
@@ -946,7 +947,13 @@ def parse_args(argv: list[str] | None) -> BenchSettings:
     )
     parser.add_argument("--concurrency", type=int, default=16, help="creates in flight, in both runs (16)")
     parser.add_argument("--quiet-seconds", type=float, default=60.0, dest="quiet_s", help="steady-state window (60)")
-    parser.add_argument("--phase-timeout", type=float, default=900.0, dest="phase_timeout_s", help="per run (900 s)")
+    parser.add_argument(
+        "--phase-timeout",
+        type=float,
+        default=900.0,
+        dest="phase_timeout_s",
+        help="per run, and per namespace deletion after one (900 s)",
+    )
     parser.add_argument("--controller-manager-qps", type=float, help="raise kube-controller-manager's 20 QPS")
     parser.add_argument("--controller-manager-burst", type=int, help="and its burst of 30")
     parser.add_argument(
