@@ -24,11 +24,15 @@ def _store() -> Store:
     return Store(PODS.owner_of, PODS.snapshot)
 
 
+def _listed(store: Store, items: list[dict[str, Any]], version: str) -> list[Change]:
+    return store.replace(store.entries(items), version)
+
+
 def test_a_list_replaces_the_store_and_drops_what_the_apiserver_no_longer_has() -> None:
     store = _store()
-    store.replace([_pod("a", 10), _pod("b", 11), _pod("c", 12, owner="bert")], "12")
+    _listed(store, [_pod("a", 10), _pod("b", 11), _pod("c", 12, owner="bert")], "12")
 
-    changes = store.replace([_pod("a", 10), _pod("b", 20, ready="False")], "25")
+    changes = _listed(store, [_pod("a", 10), _pod("b", 20, ready="False")], "25")
 
     assert len(store) == 2
     assert [pod["metadata"]["name"] for pod in store.owned_by(("team-a", "resnet"))] == ["a", "b"]
@@ -39,7 +43,7 @@ def test_a_list_replaces_the_store_and_drops_what_the_apiserver_no_longer_has() 
 
 def test_pods_are_kept_slim() -> None:
     store = _store()
-    store.replace([_pod("a", 10)], "10")
+    _listed(store, [_pod("a", 10)], "10")
 
     (kept,) = store.owned_by(("team-a", "resnet"))
     assert kept == {"metadata": {"name": "a"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
@@ -47,7 +51,7 @@ def test_pods_are_kept_slim() -> None:
 
 def test_watch_events_update_the_store_and_name_the_owner() -> None:
     store = _store()
-    store.replace([], "5")
+    _listed(store, [], "5")
 
     assert store.apply("ADDED", _pod("a", 6)) == [Change(("team-a", "resnet"))]
     assert store.apply("MODIFIED", _pod("a", 7, ready="False")) == [Change(("team-a", "resnet"))]
@@ -59,7 +63,7 @@ def test_watch_events_update_the_store_and_name_the_owner() -> None:
 
 def test_events_a_newer_list_already_shows_are_ignored() -> None:
     store = _store()
-    store.replace([_pod("a", 30)], "40")
+    _listed(store, [_pod("a", 30)], "40")
 
     assert store.apply("DELETED", _pod("a", 35)) == []  # deleted and re-created before the list
     assert store.apply("ADDED", _pod("b", 38)) == []  # created and deleted before the list
@@ -71,6 +75,22 @@ def test_objects_without_an_owner_are_not_kept() -> None:
     orphan = _pod("x", 3)
     del orphan["metadata"]["labels"]
 
-    assert store.replace([orphan], "3") == [] and store.apply("ADDED", {**orphan, "metadata": {
+    assert _listed(store, [orphan], "3") == [] and store.apply("ADDED", {**orphan, "metadata": {
         **orphan["metadata"], "resourceVersion": "4"}}) == []  # fmt: skip
     assert len(store) == 0
+
+
+def test_a_list_keeps_what_it_holds_at_the_same_resource_version_and_packs_what_changed() -> None:
+    store = _store()
+    _listed(store, [_pod("a", 10), _pod("b", 11)], "11")
+    held = store.entries([_pod("a", 10)])
+
+    relisted = store.entries([_pod("a", 10), _pod("b", 12, ready="False")])
+
+    assert relisted[0] is held[0]  # the same entry: not unpacked, snapshotted or packed again
+    assert relisted[1].version == 12 and relisted[1] is not store.entries([_pod("b", 11)])[0]
+    assert _listed(store, [_pod("a", 10), _pod("b", 12, ready="False")], "12") == [Change(("team-a", "resnet"))]
+    assert [pod["status"]["conditions"][0]["status"] for pod in store.owned_by(("team-a", "resnet"))] == [
+        "True",
+        "False",
+    ]

@@ -18,7 +18,7 @@ from lightkube.config.client_adapter import AsyncClient, ConnectionParams
 from lightkube.config.kubeconfig import KubeConfig
 
 from modeldeploy_operator import metrics
-from modeldeploy_operator.watch.store import Change, OwnerOf, Snapshot, Store
+from modeldeploy_operator.watch.store import Change, Entry, OwnerOf, Snapshot, Store
 
 logger = logging.getLogger(__name__)
 
@@ -89,20 +89,21 @@ class Informer:
         params = {"limit": str(LIST_CHUNK)}
         if self.watched.label_selector:
             params["labelSelector"] = self.watched.label_selector
-        items: list[dict[str, Any]] = []
+        entries: list[Entry] = []
         async with self._lock:
             while True:
                 response = await self._http.get(self.watched.url(self._namespace), params=params)
                 response.raise_for_status()
                 page = response.json()
-                items += page.get("items") or []
-                metrics.WATCH_EVENTS.labels(self.watched.kind).inc(len(page.get("items") or []))
+                items = page.get("items") or []
+                entries += self.store.entries(items)
+                metrics.WATCH_EVENTS.labels(self.watched.kind).inc(len(items))
                 continue_token = (page.get("metadata") or {}).get("continue")
                 if not continue_token:
                     break
                 params["continue"] = continue_token
             version = str(page["metadata"]["resourceVersion"])
-            changes = self._counted(lambda: self.store.replace(items, version))
+            changes = self._counted(lambda: self.store.replace(entries, version))
             self._version = version
         if self.listed.is_set():
             metrics.RELISTS.labels(self.watched.kind).inc()

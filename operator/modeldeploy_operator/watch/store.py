@@ -3,7 +3,10 @@
 A list replaces the whole store, so it converges to the apiserver: an object deleted while the watch was away
 (410 Gone, a restart) is dropped, not kept as a ghost. Watch events that a list already covers (their
 resourceVersion is not newer than the list's) are ignored, so a list taken while a watch runs never goes back
-in time.
+in time. A list arrives in pages, and each page is packed into entries before the next is read: the whole list
+as a tree of dicts would be the operator's peak memory at every start and resync (a ModelDeployment is 8 KB of
+dicts and its Deployment 22 KB even without their managedFields: 300 MB for 10,000 of each). An object the store
+holds at the same resourceVersion keeps its packed snapshot, so a resync's list of unchanged objects packs nothing.
 
 Each object is kept pickled and compressed (zlib, its fastest level), as its kind's snapshot: a Deployment as a
 tree of dicts and strings takes about six times the bytes of its pickle (26 KB against 4 KB; a ModelDeployment
@@ -18,7 +21,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 Key = tuple[str, str]  # (namespace, name)
 OwnerOf = Callable[[dict[str, Any]], Key | None]
@@ -44,11 +47,20 @@ def object_key(obj: dict[str, Any]) -> Key:
     return (metadata.get("namespace") or "", metadata.get("name") or "")
 
 
+class Entry(NamedTuple):
+    """One object as the store keeps it."""
+
+    key: Key
+    owner: Key
+    version: int
+    packed: bytes  # its kind's snapshot, pickled and compressed
+
+
 class Store:
     def __init__(self, owner_of: OwnerOf, snapshot: Snapshot) -> None:
         self._owner_of = owner_of
         self._snapshot = snapshot
-        self._objects: dict[Key, tuple[Key, int, bytes]] = {}  # key -> (owner, version, pickled snapshot)
+        self._objects: dict[Key, Entry] = {}
         self._by_owner: defaultdict[Key, dict[Key, bytes]] = defaultdict(dict)
         self.listed_version = -1
 
@@ -61,21 +73,34 @@ class Store:
     def owned_by(self, owner: Key) -> list[dict[str, Any]]:
         return [unpack(packed) for packed in self._by_owner.get(owner, {}).values()]
 
-    def replace(self, listed: Iterable[dict[str, Any]], version: str) -> list[Change]:
-        """A list's objects become the store's; returns the owners whose objects came, went or changed."""
+    def entries(self, listed: Iterable[dict[str, Any]]) -> list[Entry]:
+        """A list page's objects as the store keeps them, for `replace`: one the store holds at the same
+        resourceVersion is not packed again."""
+        entries = []
+        for obj in listed:
+            owner = self._owner_of(obj)
+            if owner is None:
+                continue
+            key, version = object_key(obj), resource_version(obj)
+            held = self._objects.get(key)
+            if held is not None and version >= 0 and held.version == version and held.owner == owner:
+                entries.append(held)
+            else:
+                entries.append(Entry(key, owner, version, pack(self._snapshot(obj))))
+        return entries
+
+    def replace(self, entries: Iterable[Entry], version: str) -> list[Change]:
+        """A list's entries become the store; returns the owners whose objects came, went or changed."""
         before = self._objects
         self._objects, self._by_owner = {}, defaultdict(dict)
         self.listed_version = int(version) if version.isdigit() else -1
         changes: list[Change] = []
-        for obj in listed:
-            key, owner = object_key(obj), self._owner_of(obj)
-            if owner is None:
-                continue
-            self._put(key, owner, obj)
-            previous = before.pop(key, None)
-            if previous is None or previous[1] != resource_version(obj) or previous[0] != owner:
-                changes.append(Change(owner))
-        changes += [Change(owner, unpack(packed)) for owner, _, packed in before.values()]
+        for entry in entries:
+            self._keep(entry)
+            previous = before.pop(entry.key, None)
+            if previous is None or previous.version != entry.version or previous.owner != entry.owner:
+                changes.append(Change(entry.owner))
+        changes += [Change(previous.owner, unpack(previous.packed)) for previous in before.values()]
         return changes
 
     def apply(self, event_type: str, obj: dict[str, Any]) -> list[Change]:
@@ -87,25 +112,24 @@ class Store:
         previous = self._drop(key)
         owner = self._owner_of(obj)
         if event_type == "DELETED":
-            return [Change(previous[0], unpack(previous[2]))] if previous else []
-        changes = [Change(previous[0])] if previous and previous[0] != owner else []
+            return [Change(previous.owner, unpack(previous.packed))] if previous else []
+        changes = [Change(previous.owner)] if previous and previous.owner != owner else []
         if owner is not None:
-            self._put(key, owner, obj)
+            self._keep(Entry(key, owner, version, pack(self._snapshot(obj))))
             changes.append(Change(owner))
         return changes
 
-    def _put(self, key: Key, owner: Key, obj: dict[str, Any]) -> None:
-        packed = pack(self._snapshot(obj))
-        self._objects[key] = (owner, resource_version(obj), packed)
-        self._by_owner[owner][key] = packed
+    def _keep(self, entry: Entry) -> None:
+        self._objects[entry.key] = entry
+        self._by_owner[entry.owner][entry.key] = entry.packed
 
-    def _drop(self, key: Key) -> tuple[Key, int, bytes] | None:
+    def _drop(self, key: Key) -> Entry | None:
         previous = self._objects.pop(key, None)
         if previous is not None:
-            siblings = self._by_owner[previous[0]]
+            siblings = self._by_owner[previous.owner]
             siblings.pop(key, None)
             if not siblings:
-                del self._by_owner[previous[0]]
+                del self._by_owner[previous.owner]
         return previous
 
 
