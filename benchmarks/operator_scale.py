@@ -12,6 +12,11 @@ temporary directory and always stops it. For each N, in this one run and on this
    operator process's peak RSS and CPU seconds; the apiserver write requests it caused, per ModelDeployment;
    then the writes during a quiet period (expected: none).
 
+With --floor-with-model-deployments, each N also gets a second floor: the same children, and besides them the
+N ModelDeployments (stored and validated, reconciled by nobody) with the first status the operator would write
+for each. That is what any operator of this resource must cost the control plane beyond the plain floor, with
+none of the reads, applies and CPU of its own: the operator's time to Ready against it is the operator's own part.
+
 With --unrelated-pods K (the operator then runs cluster-wide, as the chart installs it), a second phase follows:
 K pods that are none of the operator's business are bound to KWOK CPU nodes in their own namespace, a bounded
 churn deletes and re-creates them (--churn-per-second), and the operator run is repeated for each N among them,
@@ -39,9 +44,10 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,11 +57,12 @@ from modeldeploy_devcluster.local_operator import LocalOperator, start_local_ope
 from modeldeploy_devcluster.waiting import wait_until
 from modeldeploy_operator.api import ModelDeployment
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from modeldeploy_operator.manifests import build_deployment, build_network_policy, build_service
-from modeldeploy_operator.manifests.deployment import BuildOptions
-from modeldeploy_operator.manifests.labels import FIELD_MANAGER
+from modeldeploy_operator.manifests import build_deployment, build_network_policy, build_service, service_url
+from modeldeploy_operator.manifests.deployment import BuildOptions, template_hash
+from modeldeploy_operator.manifests.labels import FIELD_MANAGER, selector_string
 from modeldeploy_operator.reconcile.drift import stamp
-from modeldeploy_operator.reconcile.status import rollout_complete
+from modeldeploy_operator.reconcile.rollback import Version
+from modeldeploy_operator.reconcile.status import Observed, compute_status, rollout_complete
 from modeldeploy_operator.settings import DEFAULT_RUNTIME_IMAGE, OperatorSettings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -118,6 +125,19 @@ def model_deployment_manifest(index: int) -> dict[str, Any]:
     }
 
 
+def _floor_model_deployment(namespace: str, index: int) -> ModelDeployment:
+    body = {
+        "metadata": {
+            "name": model_deployment_name(index),
+            "namespace": namespace,
+            "uid": str(uuid.uuid4()),
+            "generation": 1,
+        },
+        "spec": model_deployment_spec(),
+    }
+    return ModelDeployment.from_body(body)
+
+
 def floor_manifests(namespace: str, index: int) -> list[dict[str, Any]]:
     """The children the operator applies for ModelDeployment `index` at its defaults (Deployment, Service,
     NetworkPolicy), as it stamps them.
@@ -125,11 +145,7 @@ def floor_manifests(namespace: str, index: int) -> list[dict[str, Any]]:
     Without their owner reference: no owner exists in the floor run, and the garbage collector deletes
     dependents whose owner is missing.
     """
-    body = {
-        "metadata": {"name": model_deployment_name(index), "namespace": namespace, "uid": str(uuid.uuid4())},
-        "spec": model_deployment_spec(),
-    }
-    md = ModelDeployment.from_body(body)
+    md = _floor_model_deployment(namespace, index)
     children = [
         build_deployment(md, BuildOptions(DEFAULT_RUNTIME_IMAGE)),
         build_service(md),
@@ -141,6 +157,37 @@ def floor_manifests(namespace: str, index: int) -> list[dict[str, Any]]:
         metadata = {key: value for key, value in stamped["metadata"].items() if key != "ownerReferences"}
         manifests.append({**stamped, "metadata": metadata})
     return manifests
+
+
+def floor_requests(namespace: str, index: int, with_model_deployment: bool) -> list[tuple[str, dict[str, Any]]]:
+    """What the floor POSTs for ModelDeployment `index`, in order: (path, body)."""
+    children = [
+        (CHILD_PATHS[child["kind"]].format(namespace=namespace), child) for child in floor_manifests(namespace, index)
+    ]
+    if not with_model_deployment:
+        return children
+    return [(MD_PATH.format(namespace=namespace), model_deployment_manifest(index)), *children]
+
+
+def first_status(namespace: str, index: int) -> dict[str, Any]:
+    """The status the operator writes first for ModelDeployment `index`: its children applied, no replica yet.
+    As stored: the apiserver drops a merge patch's nulls."""
+    md = _floor_model_deployment(namespace, index)
+    deployment = build_deployment(md, BuildOptions(DEFAULT_RUNTIME_IMAGE))
+    observed = Observed(
+        generation=md.generation,
+        desired_replicas=md.spec.replicas,
+        url=service_url(md),
+        selector=selector_string(md.name),
+        model_name=md.model_name,
+        children_current=True,
+        deployment=None,
+        pods=[],
+        version=Version(md.generation, str(template_hash(deployment)), md.spec.model.uri),
+        gpu_resource=md.spec.gpu.resource_name,
+    )
+    status = compute_status(observed, {}, datetime.now(UTC))
+    return {key: value for key, value in status.items() if value is not None}
 
 
 # -- readiness as the benchmark sees it -----------------------------------------------------------------
@@ -272,6 +319,12 @@ class ApiServer:
         if response.status_code != 201:
             raise RuntimeError(f"POST {path} {body['metadata']['name']}: HTTP {response.status_code} {response.text}")
 
+    async def merge_patch(self, path: str, body: dict[str, Any]) -> None:
+        headers = {"Content-Type": "application/merge-patch+json"}
+        response = await self.http.patch(path, content=json.dumps(body), headers=headers)
+        if response.status_code != 200:
+            raise RuntimeError(f"PATCH {path}: HTTP {response.status_code} {response.text}")
+
     async def list(self, path: str) -> dict[str, Any]:
         response = await self.http.get(path)
         response.raise_for_status()
@@ -305,14 +358,19 @@ async def create_all(
     api: ApiServer, requests: Iterable[tuple[str, dict[str, Any]]], concurrency: int
 ) -> tuple[float, float]:
     """POST every (path, body) with at most `concurrency` in flight; returns (started, finished) monotonic."""
+    return await send_all((api.create(path, body) for path, body in requests), concurrency)
+
+
+async def send_all(requests: Iterable[Awaitable[None]], concurrency: int) -> tuple[float, float]:
+    """Every request, at most `concurrency` in flight; returns (started, finished) monotonic."""
     limit = asyncio.Semaphore(concurrency)
 
-    async def create_one(path: str, body: dict[str, Any]) -> None:
+    async def send(request: Awaitable[None]) -> None:
         async with limit:
-            await api.create(path, body)
+            await request
 
     started = time.monotonic()
-    await asyncio.gather(*(create_one(path, body) for path, body in requests))
+    await asyncio.gather(*(send(request) for request in requests))
     return started, time.monotonic()
 
 
@@ -529,6 +587,7 @@ class BenchSettings(BaseModel):
     controller_manager_burst: Annotated[int | None, Field(ge=1)] = None
     log_dir: Path | None = None
     cluster_scope: bool = False
+    floor_with_model_deployments: bool = False
     unrelated_pods: Annotated[int, Field(ge=0, le=100000)] = 0
     churn_per_second: Annotated[float, Field(gt=0, le=100)] = 5.0
     operator_env: dict[Annotated[str, Field(pattern=r"^MODELDEPLOY_[A-Z0-9_]+$")], str] = Field(default_factory=dict)
@@ -593,23 +652,36 @@ async def fresh_namespace(api: ApiServer, prefix: str, gone_within_s: float | No
 
 
 async def floor_run(
-    api: ApiServer, cluster_cpu: ClusterCpu, n: int, namespace: str, settings: BenchSettings
+    api: ApiServer,
+    cluster_cpu: ClusterCpu,
+    n: int,
+    namespace: str,
+    settings: BenchSettings,
+    with_model_deployments: bool = False,
 ) -> FloorResult:
+    """The children created directly; `with_model_deployments`: each after its ModelDeployment, whose first
+    status is written once all are created (the operator's writes of the resource itself, without an operator)."""
     deployments_path, services_path = (path.format(namespace=namespace) for path in (DEPLOYMENTS_PATH, SERVICES_PATH))
+    md_path = MD_PATH.format(namespace=namespace)
     deployments, services = Progress(n, deployment_ready), Progress(n, always)
     async with watching(api, {deployments_path: deployments, services_path: services}) as watches:
         before, cpu_before = await api.write_requests(), cluster_cpu.seconds()
         requests = [
-            (CHILD_PATHS[manifest["kind"]].format(namespace=namespace), manifest)
-            for index in range(n)
-            for manifest in floor_manifests(namespace, index)
+            request for index in range(n) for request in floor_requests(namespace, index, with_model_deployments)
         ]
         started, _ = await create_all(api, requests, settings.concurrency)
+        if with_model_deployments:
+            statuses = (
+                api.merge_patch(f"{md_path}/{model_deployment_name(i)}/status", {"status": first_status(namespace, i)})
+                for i in range(n)
+            )
+            await send_all(statuses, settings.concurrency)
         limit_s = settings.phase_timeout_s
         created = await watches.until(Goal("the floor's objects", (deployments, services)), started, limit_s)
         ready = await watches.until(Goal("the floor's Ready Deployments", (deployments,), done=True), started, limit_s)
         writes, cpu = since(before, await api.write_requests()), cluster_cpu.seconds() - cpu_before
-    log(f"N={n} floor: all created at {created} s, all Ready at {ready} s")
+    what = "floor with ModelDeployments" if with_model_deployments else "floor"
+    log(f"N={n} {what}: all created at {created} s, all Ready at {ready} s")
     return FloorResult(created, ready, writes, cpu)
 
 
@@ -749,6 +821,31 @@ def summary_row(n: int, floor: FloorResult, operator: OperatorResult) -> list[st
     ]
 
 
+RESOURCE_FLOOR_COLUMNS = (
+    "N",
+    "floor ready s",
+    "floor with ModelDeployments ready s",
+    "operator ready s",
+    "cluster CPU s floor / with ModelDeployments / operator",
+    "writes/MD floor / with ModelDeployments / operator run",
+    "ready operator/floor with ModelDeployments",
+)
+
+
+def resource_floor_row(n: int, floor: FloorResult, resource_floor: FloorResult, operator: OperatorResult) -> list[str]:
+    """The operator's part of the gap: what it costs beyond the writes of the resource itself."""
+    runs = (floor, resource_floor, operator)
+    return [
+        str(n),
+        str(floor.ready),
+        str(resource_floor.ready),
+        str(operator.ready),
+        " / ".join(f"{run.cluster_cpu_seconds:.0f}" for run in runs),
+        " / ".join(f"{sum(run.writes.values()) / n:.2f}" for run in runs),
+        ready_ratio(resource_floor, operator),
+    ]
+
+
 WRITES_COLUMNS = ("N", "request", "floor run, all clients", "operator run, all clients", "by the operator")
 
 
@@ -803,6 +900,7 @@ def render_markdown(columns: tuple[str, ...], rows: list[list[str]]) -> str:
 class Report:
     conditions: str
     results: list[tuple[int, FloorResult, OperatorResult]]
+    resource_floors: dict[int, FloorResult] = field(default_factory=dict)  # --floor-with-model-deployments
 
     @property
     def complete(self) -> bool:
@@ -814,6 +912,16 @@ class Report:
 
     def render(self) -> str:
         summary = [summary_row(n, floor, operator) for n, floor, operator in self.results]
+        resource_floor = [
+            resource_floor_row(n, floor, self.resource_floors[n], operator)
+            for n, floor, operator in self.results
+            if n in self.resource_floors and not operator.unrelated_pods
+        ]
+        resource_floor_text = [render_text(RESOURCE_FLOOR_COLUMNS, resource_floor)] if resource_floor else []
+        resource_floor_markdown = [
+            "The floor with the ModelDeployments and their first status, no operator:",
+            render_markdown(RESOURCE_FLOOR_COLUMNS, resource_floor),
+        ]
         writes = [row for n, floor, operator in self.results for row in writes_rows(n, floor, operator)]
         notes = "\n".join(
             [
@@ -829,11 +937,13 @@ class Report:
             [
                 self.conditions,
                 render_text(SUMMARY_COLUMNS, summary),
+                *resource_floor_text,
                 render_text(WRITES_COLUMNS, writes),
                 notes,
                 "Markdown:",
                 self.conditions,
                 render_markdown(SUMMARY_COLUMNS, summary),
+                *(resource_floor_markdown if resource_floor else []),
                 "Write requests per ModelDeployment, by request:",
                 render_markdown(WRITES_COLUMNS, writes),
                 notes,
@@ -850,9 +960,13 @@ async def run_all(cluster: ClusterConnection, local: LocalCluster, settings: Ben
         version = (await api.list("/version"))["gitVersion"]
         results = []
         floors: dict[int, FloorResult] = {}
+        resource_floors: dict[int, FloorResult] = {}
         for position, n in enumerate(settings.sizes):
             async with fresh_namespace(api, f"floor-{n}", settings.phase_timeout_s) as namespace:
                 floors[n] = floor = await floor_run(api, cluster_cpu, n, namespace, settings)
+            if settings.floor_with_model_deployments:
+                async with fresh_namespace(api, f"floor-md-{n}", settings.phase_timeout_s) as namespace:
+                    resource_floors[n] = await floor_run(api, cluster_cpu, n, namespace, settings, True)
             # After the last run the cluster goes down: no need to wait for its garbage.
             last = position == len(settings.sizes) - 1 and not settings.unrelated_pods
             async with fresh_namespace(api, f"operator-{n}", None if last else settings.phase_timeout_s) as namespace:
@@ -885,7 +999,7 @@ async def run_all(cluster: ClusterConnection, local: LocalCluster, settings: Ben
         + "".join(f", {key}={value}" for key, value in settings.operator_env.items())
         + "."
     )
-    return Report(conditions, results)
+    return Report(conditions, results, resource_floors)
 
 
 async def among_unrelated_pods(
@@ -958,6 +1072,12 @@ def parse_args(argv: list[str] | None) -> BenchSettings:
     parser.add_argument("--controller-manager-burst", type=int, help="and its burst of 30")
     parser.add_argument(
         "--cluster-scope", action="store_true", default=None, help="run the operator cluster-wide (the chart's default)"
+    )
+    parser.add_argument(
+        "--floor-with-model-deployments",
+        action="store_true",
+        default=None,
+        help="a second floor per N: the children, the ModelDeployments and their first status, with no operator",
     )
     parser.add_argument(
         "--unrelated-pods", type=int, help="a second phase among this many unrelated pods, cluster-wide (0)"

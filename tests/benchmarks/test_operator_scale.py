@@ -128,6 +128,29 @@ def test_the_floor_creates_what_the_operator_applies_less_the_owner_reference() 
     assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
 
 
+def test_the_floor_with_model_deployments_posts_each_before_its_children_and_writes_the_operators_first_status() -> (
+    None
+):
+    plain = bench.floor_requests("ns", 7, with_model_deployment=False)
+    (md_path, md), *children = bench.floor_requests("ns", 7, with_model_deployment=True)
+
+    assert md_path == f"/apis/{bench.GROUP}/{bench.VERSION}/namespaces/ns/{bench.PLURAL}"
+    assert md == bench.model_deployment_manifest(7)
+    assert (
+        [path for path, _ in children]
+        == [path for path, _ in plain]
+        == [
+            "/apis/apps/v1/namespaces/ns/deployments",
+            "/api/v1/namespaces/ns/services",
+            "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies",
+        ]
+    )
+    status = bench.first_status("ns", 7)
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert status["observedGeneration"] == 1 and conditions["Ready"][0] == "False"
+    assert None not in status.values(), "as the apiserver stores a merge patch"
+
+
 def test_process_usage_from_proc() -> None:
     status = "Name:\tpython\nVmPeak:\t  300000 kB\nVmHWM:\t   81920 kB\nVmRSS:\t   70000 kB\n"
     stat = "4242 (python -m (odd)) S 1 4242 4242 0 -1 4194560 9000 0 0 0 250 50 0 0 20 0 7 0 100 0 0"
@@ -196,6 +219,13 @@ def test_summary_row_and_markdown() -> None:
     )
     stuck = bench.summary_row(100, floor, _operator_result(writes, 100, ready=_seconds(None, reached=85)))
     assert stuck[6:8] == [">480 (85/100)", ">2.40x"]
+    resource_floor = bench.FloorResult(
+        created=_seconds(20.0), ready=_seconds(250.0), writes=Counter({("", "services", "", "POST"): 200}),
+        cluster_cpu_seconds=75.0,
+    )  # fmt: skip
+    assert bench.resource_floor_row(100, floor, resource_floor, _operator_result(writes, 100, _seconds(300.0))) == [
+        "100", "200.0", "250.0", "300.0", "60 / 75 / 90", "0.00 / 2.00 / 4.00", "1.20x",
+    ]  # fmt: skip
 
 
 def test_bad_arguments_name_the_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -236,6 +266,7 @@ def test_a_tiny_run_end_to_end() -> None:
             IN_FLIGHT,
             "--unrelated-pods",
             "30",
+            "--floor-with-model-deployments",
         ],
         capture_output=True,
         text=True,
@@ -250,6 +281,8 @@ def test_a_tiny_run_end_to_end() -> None:
         assert not any(">" in cell for cell in cells), "a run that gave up"
         assert cells[2].strip() != "-", "a first reconcile"
         assert cells[-1].strip() == "0", "writes at steady state"
+    (resource_floor,) = [cells for cells in rows if len(cells) == len(bench.RESOURCE_FLOOR_COLUMNS)]
+    assert not any(">" in cell for cell in resource_floor), "a floor with ModelDeployments that gave up"
     assert "30 unrelated pods on 1 KWOK CPU nodes" in result.stdout
     assert "Kubernetes' defaults (20 QPS, burst 30)" in result.stdout
     assert f"at its defaults, {IN_FLIGHT}." in result.stdout
