@@ -1,9 +1,9 @@
 """All Kubernetes API writes of the operator: server-side apply of children, ModelDeployment status, events.
 
 Reads come from the operator's caches (watch/), so the steady state costs no requests. The reads here are an
-automatic rollback's (the pod template of the ReplicaSet that last ran Ready, once per rollback), the check, before
-a child the caches do not show is created, that no object of someone else's has its name, and the check that an
-owner is alive before one of its children is re-created by a reconcile that a spec change did not trigger. Requests are
+automatic rollback's (the pod template of the ReplicaSet that last ran Ready, once per rollback), the look at an
+object whose name a child the caches do not show was found taken by, and the check that an owner is alive before
+one of its children is re-created by a reconcile that a spec change did not trigger. Requests are
 bounded in flight: a thousand ModelDeployments created at once must queue here, not exhaust the connection pool
 and time out at the apiserver.
 """
@@ -30,6 +30,9 @@ from modeldeploy_operator.reconcile.drift import slim_managed_fields
 ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 _CHILD_RESOURCES: dict[str, Any] = {"Deployment": Deployment, "Service": Service, "NetworkPolicy": NetworkPolicy}
 REQUEST_TIMEOUT_SECONDS = 30.0
+# No child ever has it: etcd's revision 1 is one of the apiserver's own bootstrap writes, and a resourceVersion is the
+# revision of an object's last write.
+CREATE_ONLY_VERSION = "1"
 
 
 class RejectedError(Exception):
@@ -44,6 +47,10 @@ class ConflictError(TransientError):
     """HTTP 409: another writer got there first (a newer resourceVersion, or a field it owns)."""
 
 
+class AlreadyExistsError(ConflictError):
+    """A create-only apply found an object with the name: ours that the caches do not show yet, or another's."""
+
+
 class NotFoundError(TransientError):
     """HTTP 404: the object is gone (or not yet visible); what was asked of it may succeed once it is back."""
 
@@ -55,12 +62,24 @@ class KubeApi:
         self._client: AsyncClient | None = None
         self._writes = asyncio.Semaphore(max_writes_in_flight)
 
-    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, manifest: dict[str, Any], *, only_if_absent: bool = False) -> dict[str, Any]:
         """Server-side apply with our one field manager; force takes back only fields we set ourselves.
+
+        `only_if_absent`: create the object, or raise AlreadyExistsError when any object has its name, in one
+        request. The apply carries a resourceVersion that no object has, a precondition the apiserver checks only
+        against an object that exists (Java Operator SDK creates this way). A create (POST) would do the same but
+        leave our fields to an Update entry of our manager, which later applies could not remove.
 
         Returns the applied object with only our manager's fields of its managedFields, packed (drift is decided
         from them): the reconciler keeps the object until the watch shows it."""
-        applied = await self._server_side_apply(manifest, FIELD_MANAGER, force=True)
+        if only_if_absent:
+            manifest = {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": CREATE_ONLY_VERSION}}
+        try:
+            applied = await self._server_side_apply(manifest, FIELD_MANAGER, force=True)
+        except ConflictError as error:
+            if only_if_absent:  # forced, an apply meets no field conflict: the precondition failed
+                raise AlreadyExistsError(str(error)) from error
+            raise
         return slim_managed_fields(dict(applied.to_dict()))
 
     async def read_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:

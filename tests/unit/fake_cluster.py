@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from apiserver_fields import as_applied
+from modeldeploy_operator.kube import AlreadyExistsError
 from modeldeploy_operator.reconcile.reconciler import Children
 
 
@@ -25,13 +26,17 @@ class FakeCluster:
         self.version += 1
         return str(self.version)
 
-    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("apply", manifest))
+    async def apply(self, manifest: dict[str, Any], *, only_if_absent: bool = False) -> dict[str, Any]:
+        key = (manifest["kind"], manifest["metadata"]["name"])
+        if only_if_absent and key in self.objects:
+            self.calls.append(("already_exists", manifest["kind"]))
+            raise AlreadyExistsError(f"HTTP 409: {manifest['kind']} {key[1]} exists")
+        self.calls.append(("create" if only_if_absent else "apply", manifest))
         if manifest["kind"] in self.failures:
             raise self.failures[manifest["kind"]]
         applied = as_applied(manifest)
         applied["metadata"]["resourceVersion"] = self._next_version()
-        self.objects[(manifest["kind"], manifest["metadata"]["name"])] = applied
+        self.objects[key] = applied
         return copy.deepcopy(applied)
 
     async def read_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -65,7 +70,11 @@ class FakeCluster:
         return [argument for call, argument in self.calls if call == kind]
 
     def applied(self, kind: str) -> list[dict[str, Any]]:
-        return [manifest for manifest in self.made("apply") if manifest["kind"] == kind]
+        """What was written of `kind`, by applies and by create-only applies."""
+        return [manifest for call, manifest in self.calls if call in ("apply", "create") and manifest["kind"] == kind]
+
+    def written_kinds(self) -> list[str]:
+        return [manifest["kind"] for call, manifest in self.calls if call in ("apply", "create")]
 
     def events(self) -> list[str]:
         return [reason for _, reason, _ in self.made("post_event")]

@@ -9,7 +9,14 @@ import pytest
 from lightkube import ApiError
 from lightkube.models.meta_v1 import Status
 from lightkube.resources.core_v1 import Service
-from modeldeploy_operator.kube import ConflictError, KubeApi, RejectedError, TransientError
+from modeldeploy_operator.kube import (
+    CREATE_ONLY_VERSION,
+    AlreadyExistsError,
+    ConflictError,
+    KubeApi,
+    RejectedError,
+    TransientError,
+)
 
 SERVICE = {
     "apiVersion": "v1",
@@ -25,9 +32,11 @@ class ScriptedClient:
     def __init__(self, answer: Any) -> None:
         self.answer = answer
         self.requests: list[tuple[str, str, dict[str, Any]]] = []
+        self.patches: list[Any] = []
 
     async def patch(self, resource: Any, name: str, obj: Any, **options: Any) -> Any:
         self.requests.append(("patch", name, options))
+        self.patches.append(obj)
         return self._answer()
 
     async def get(self, resource: Any, name: str, **options: Any) -> Any:
@@ -79,6 +88,21 @@ async def test_an_apply_forces_our_fields_and_returns_the_object_without_managed
         "modeldeploy-operator",
         True,
     )
+
+
+async def test_a_create_only_apply_carries_a_version_no_object_has_and_a_taken_name_is_told_from_a_conflict() -> None:
+    api, client = _api(SERVICE)
+    await api.apply(SERVICE, only_if_absent=True)
+    (sent,) = client.patches
+    assert sent["metadata"]["resourceVersion"] == CREATE_ONLY_VERSION and sent["spec"] == SERVICE["spec"]
+    assert "resourceVersion" not in SERVICE["metadata"]  # the caller's manifest is left as it was
+
+    api, _ = _api(_status(409))
+    with pytest.raises(AlreadyExistsError):
+        await api.apply(SERVICE, only_if_absent=True)
+    with pytest.raises(ConflictError) as error:
+        await api.apply(SERVICE)
+    assert type(error.value) is ConflictError
 
 
 async def test_reading_a_child_that_is_not_there_is_none_and_other_errors_still_count() -> None:

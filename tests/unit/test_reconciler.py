@@ -121,12 +121,9 @@ async def test_a_new_model_deployment_gets_its_children_and_then_nothing_is_writ
 
     await _reconciler(api).reconcile(body, Children(), "spec")
 
-    assert [kind for kind in ("Deployment", "Service", "NetworkPolicy") if api.applied(kind)] == [
-        "Deployment",
-        "Service",
-        "NetworkPolicy",
-    ]
-    assert sorted(api.made("read_child")) == ["Deployment", "NetworkPolicy", "Service"]  # nothing of another's
+    # Each only created, never applied over (nothing of another's is adopted), the Deployment last; nothing read.
+    assert [manifest["kind"] for manifest in api.made("create")] == ["Service", "NetworkPolicy", "Deployment"]
+    assert api.made("apply") == [] and api.made("read_child") == []
     (status,) = api.made("write_status")
     assert _conditions(status)["Ready"][0] == "False" and "DriftCorrected" not in api.events()
 
@@ -159,16 +156,16 @@ async def test_replicas_are_handed_to_the_hpa_before_an_apply_that_leaves_them_o
 
 async def test_an_apply_the_apiserver_rejects_stops_for_good_with_the_reason_in_the_status() -> None:
     api = FakeCluster()
-    api.failures["Deployment"] = RejectedError('Deployment.apps "resnet" is invalid: spec.template: bad')
+    api.failures["Service"] = RejectedError('Service "resnet" is invalid: spec.ports[0].port: bad')
 
-    with pytest.raises(kopf.PermanentError, match="rejected the Deployment"):
+    with pytest.raises(kopf.PermanentError, match="rejected the Service"):
         await _reconciler(api).reconcile(_new_body(), Children(), "spec")
 
     (status,) = api.made("write_status")
     assert _conditions(status)["Ready"] == ("False", "ApplyFailed")
     assert _conditions(status)["Stalled"] == ("True", "ApplyFailed")
-    assert "spec.template: bad" in status["lastFailure"]["message"]
-    assert api.applied("Service") == []  # nothing after the Deployment that failed
+    assert "spec.ports[0].port: bad" in status["lastFailure"]["message"]
+    assert api.written_kinds() == ["Service"]  # nothing after the child that failed: no pods
 
 
 async def test_an_unreachable_apiserver_is_retried_after_a_delay_without_a_status() -> None:
@@ -182,15 +179,18 @@ async def test_an_unreachable_apiserver_is_retried_after_a_delay_without_a_statu
     assert api.made("write_status") == []
 
 
-async def test_a_failed_read_before_creating_is_retried_and_creates_nothing() -> None:
+async def test_a_failed_read_of_a_taken_name_is_retried_and_writes_nothing_over_it() -> None:
     api = FakeCluster()
+    api.objects[("Service", "resnet")] = _foreign_service()
     api.read_failure = TransientError("HTTP 503: etcd leader changed")
 
-    with pytest.raises(kopf.TemporaryError, match="reading Deployment, Service, NetworkPolicy: HTTP 503") as retried:
+    with pytest.raises(kopf.TemporaryError, match="applying Service: HTTP 503") as retried:
         await _reconciler(api).reconcile(_new_body(), Children(), "spec")
 
     assert retried.value.delay == RETRY_DELAY_SECONDS
-    assert api.made("apply") == [] and api.made("write_status") == []
+    assert api.made("already_exists") == ["Service"] and api.made("read_child") == ["Service"]
+    assert api.written_kinds() == [] and api.made("write_status") == []
+    assert api.objects[("Service", "resnet")] == _foreign_service()
 
 
 async def test_a_spec_the_parse_refuses_stops_for_good_with_the_field_in_the_status() -> None:
@@ -222,7 +222,9 @@ async def test_an_object_of_someone_else_with_the_name_is_never_taken_over() -> 
         await _reconciler(api).reconcile(_new_body(), Children(), "spec")
 
     assert retried.value.delay == CONFLICT_RECHECK_SECONDS
-    assert api.made("apply") == [] and api.objects[("Service", "resnet")] == _foreign_service()
+    # Refused as a create, read once, and left as it was; the Deployment comes after it: no pods either.
+    assert api.made("already_exists") == ["Service"] and api.made("read_child") == ["Service"]
+    assert api.written_kinds() == [] and api.objects[("Service", "resnet")] == _foreign_service()
     (status,) = api.made("write_status")
     conditions = _conditions(status)
     assert conditions["Ready"] == ("False", "ChildConflict")
@@ -243,6 +245,28 @@ async def test_an_object_of_someone_else_with_the_name_is_never_taken_over() -> 
     del api.objects[("Service", "resnet")]
     await _reconciler(api).reconcile(body, Children(), "spec")
     assert len(api.applied("Service")) == 1 and "Recovered" in api.events()
+
+
+async def test_a_deployment_of_someone_else_with_the_name_gets_no_pods_of_ours_beside_it() -> None:
+    api = FakeCluster()
+    foreign = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "resnet", "namespace": "team-a", "resourceVersion": "7"},
+        "spec": {"replicas": 3},
+    }
+    api.objects[("Deployment", "resnet")] = copy.deepcopy(foreign)
+
+    with pytest.raises(
+        kopf.TemporaryError, match="Deployment team-a/resnet exists and was not created for this ModelDeployment"
+    ):
+        await _reconciler(api).reconcile(_new_body(), Children(), "spec")
+
+    # The Service and NetworkPolicy come first and are ours; the Deployment is left exactly as it was.
+    assert api.written_kinds() == ["Service", "NetworkPolicy"] and api.made("already_exists") == ["Deployment"]
+    assert api.objects[("Deployment", "resnet")] == foreign
+    (status,) = api.made("write_status")
+    assert _conditions(status)["Ready"] == ("False", "ChildConflict")
 
 
 async def test_our_own_child_the_watch_has_not_shown_yet_is_applied_and_a_dead_owners_is_not() -> None:
@@ -271,8 +295,8 @@ async def test_a_deleted_child_is_recreated_with_a_drift_corrected_event() -> No
 
     await _reconciler(api).reconcile(body, api.children(), "child")
 
-    assert api.made("read_child") == ["Service"]
-    assert [manifest["kind"] for manifest in api.made("apply")] == ["Service"]
+    assert api.made("read_child") == []
+    assert [manifest["kind"] for manifest in api.made("create")] == ["Service"] and api.made("apply") == []
     (event,) = api.made("post_event")
     assert event == ("Normal", "DriftCorrected", "restored Service resnet (missing)")
 
@@ -291,7 +315,7 @@ async def test_the_owner_is_read_live_once_per_reconcile_and_not_at_all_from_its
 
     await reconciler.reconcile(_body(1, "file:///models/good.pt", []), Children(), "resync")
     assert api.made("is_current") == ["uid-1"]
-    assert [m["kind"] for m in api.made("apply")] == ["Deployment", "Service", "NetworkPolicy"]
+    assert api.written_kinds() == ["Service", "NetworkPolicy", "Deployment"]
 
     api.calls.clear()
     await reconciler.reconcile(_body(1, "file:///models/good.pt", []), Children(), "spec", owner_confirmed=True)

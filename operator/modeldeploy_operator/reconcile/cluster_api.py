@@ -11,8 +11,10 @@ from typing import Any, Protocol
 
 
 class ClusterApi(Protocol):
-    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply of a child with the operator's field manager; returns the object as applied."""
+    async def apply(self, manifest: dict[str, Any], *, only_if_absent: bool = False) -> dict[str, Any]:
+        """Server-side apply of a child with the operator's field manager; returns the object as applied.
+
+        `only_if_absent`: only create it; raise kube.AlreadyExistsError, writing nothing, when its name is taken."""
         ...
 
     async def read_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:

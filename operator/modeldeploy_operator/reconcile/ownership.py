@@ -1,9 +1,10 @@
 """Whether an existing object with a ModelDeployment's name is ours to apply over.
 
 A server-side apply adopts whatever object has the name: it would add our owner reference (so garbage collection
-deletes the object with the ModelDeployment) and rewrite the fields we set. An object is ours only when its
-controller owner reference carries this ModelDeployment's uid; anything else is a conflict, reported and left
-untouched until a person renames or deletes it.
+deletes the object with the ModelDeployment) and rewrite the fields we set. So a child the caches do not show is
+only created, never applied over (kube.KubeApi.apply's only_if_absent), and an object found with its name is ours
+only when its controller owner reference carries this ModelDeployment's uid; anything else is a conflict, reported
+and left untouched until a person renames or deletes it.
 """
 
 from collections.abc import Mapping
@@ -13,6 +14,12 @@ from modeldeploy_operator.api import ModelDeployment
 from modeldeploy_operator.reconcile.workload import Failure
 
 CHILD_CONFLICT = "ChildConflict"
+
+
+class ChildConflictError(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
 
 
 def child_conflict(kind: str, child: Mapping[str, Any], md: ModelDeployment) -> Failure | None:
@@ -29,8 +36,8 @@ def child_conflict(kind: str, child: Mapping[str, Any], md: ModelDeployment) -> 
     return Failure(
         CHILD_CONFLICT,
         f"{kind} {md.namespace}/{md.name} exists and was not created for this ModelDeployment ({whose}). "
-        f"The operator leaves it untouched and creates nothing: delete or rename that {kind}, or give this "
-        "ModelDeployment another name.",
+        f"The operator leaves it untouched, so that it is not adopted and deleted with this ModelDeployment: delete "
+        f"or rename that {kind}, or give this ModelDeployment another name.",
     )
 
 

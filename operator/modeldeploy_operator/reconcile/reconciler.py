@@ -16,7 +16,7 @@ import kopf
 
 from modeldeploy_operator import metrics
 from modeldeploy_operator.api import InvalidSpecError, ModelDeployment
-from modeldeploy_operator.kube import RejectedError, TransientError
+from modeldeploy_operator.kube import AlreadyExistsError, RejectedError, TransientError
 from modeldeploy_operator.manifests import (
     build_deployment,
     build_network_policy,
@@ -28,7 +28,7 @@ from modeldeploy_operator.manifests.labels import selector_labels, selector_stri
 from modeldeploy_operator.reconcile.cluster_api import ClusterApi
 from modeldeploy_operator.reconcile.drift import needs_apply, stamp
 from modeldeploy_operator.reconcile.own_writes import OwnWrites
-from modeldeploy_operator.reconcile.ownership import child_conflict
+from modeldeploy_operator.reconcile.ownership import ChildConflictError, child_conflict
 from modeldeploy_operator.reconcile.rollback import (
     Rollback,
     Version,
@@ -150,15 +150,14 @@ class Reconciler:
         kind = "Deployment"
         try:
             plan = await self._plan_deployment(body, md, options, desired_replicas, live["Deployment"], children.pods)
-            built = (plan.manifest, build_service(md), build_network_policy(md, self._metrics_scraper_namespace))
+            # The Deployment last, as Helm installs: a Service or NetworkPolicy of someone else's with the name is
+            # found before pods start for a model that could not be reached.
+            built = (build_service(md), build_network_policy(md, self._metrics_scraper_namespace), plan.manifest)
             desired = [stamp(manifest) for manifest in built]
             if not owner_confirmed and None in live.values() and not await self._api.is_current(body):
                 logger.info("%s/%s is gone: its missing children are not re-created", md.namespace, md.name)
                 return
-            conflict = await self._child_conflict(md, live)
-            if conflict is not None:
-                await self._report_unservable(body, children, conflict)  # its Degraded event names it
-                raise kopf.TemporaryError(conflict.message, delay=CONFLICT_RECHECK_SECONDS)
+            _check_shown_children(md, live)
             for manifest in desired:
                 kind = manifest["kind"]
                 reason = needs_apply(manifest, live[kind])
@@ -166,13 +165,16 @@ class Reconciler:
                     continue
                 if kind == "Deployment" and options.replicas_owned_by_autoscaler:
                     await self._hand_over_replicas(md, live[kind])
-                applied = await self._api.apply(manifest)
+                applied = await self._apply(md, manifest, live[kind])
                 self._own_writes.remember(uid, kind, applied)
                 live[kind] = applied
                 metrics.APPLIES.labels(kind, reason).inc()
                 logger.info("applied %s %s/%s (%s)", kind, md.namespace, md.name, reason)
                 if reason == "drifted" or (reason == "missing" and body.get("status")):
                     await self._event(body, "Normal", "DriftCorrected", f"restored {kind} {md.name} ({reason})")
+        except ChildConflictError as error:
+            await self._report_unservable(body, children, error.failure)  # its Degraded event names the object
+            raise kopf.TemporaryError(str(error), delay=CONFLICT_RECHECK_SECONDS) from error
         except RejectedError as error:
             kept = "; the previous spec keeps serving" if children.deployment else ""
             failure = Failure("ApplyFailed", f"the apiserver rejected the {kind} built from this spec: {error}{kept}")
@@ -250,22 +252,26 @@ class Reconciler:
             metrics.ROLLBACKS.labels(rollback.reason).inc()
         return replace(plan, manifest=held_deployment(deployment, template, rollback), rollback=rollback)
 
-    async def _child_conflict(self, md: ModelDeployment, live: dict[str, dict[str, Any] | None]) -> Failure | None:
-        """Why a child named after `md` must be left alone, if one must (reconcile/ownership.py).
-
-        The watches index children by their controller owner reference, so an object of someone else's with our
-        name is invisible to them, and the apply would adopt it. Server-side apply has no precondition that
-        says "only if absent or ours", so the children the watches do not show are read before they are
-        created, together (one round trip): none at steady state."""
-        unseen = [kind for kind, child in live.items() if child is None]
+    async def _apply(
+        self, md: ModelDeployment, manifest: dict[str, Any], live: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Applies over a child the caches show, and only creates one they do not: the caches index children by
+        their owner reference, so an object of someone else's with the name is invisible to them, and an apply
+        would adopt it. The create is refused, writing nothing, when the name is taken; the object is then read
+        once, to tell ours that the caches do not show yet from someone else's (reconcile/ownership.py)."""
+        if live is not None:
+            return await self._api.apply(manifest)
+        kind = manifest["kind"]
         try:
-            found = await asyncio.gather(*(self._api.read_child(kind, md.namespace, md.name) for kind in unseen))
-        except TransientError as error:
-            metrics.ERRORS.labels("transient").inc()
-            raise kopf.TemporaryError(f"reading {', '.join(unseen)}: {error}", delay=RETRY_DELAY_SECONDS) from error
-        children = {**live, **dict(zip(unseen, found, strict=True))}
-        conflicts = (child_conflict(kind, child, md) for kind, child in children.items() if child is not None)
-        return next((conflict for conflict in conflicts if conflict is not None), None)
+            return await self._api.apply(manifest, only_if_absent=True)
+        except AlreadyExistsError:
+            found = await self._api.read_child(kind, md.namespace, md.name)
+        if found is None:
+            raise TransientError(f"{kind} {md.namespace}/{md.name} was there a moment ago and is gone: trying again")
+        conflict = child_conflict(kind, found, md)
+        if conflict is not None:
+            raise ChildConflictError(conflict)
+        return await self._api.apply(manifest)
 
     async def _hand_over_replicas(self, md: ModelDeployment, deployment: dict[str, Any] | None) -> None:
         replicas = ((deployment or {}).get("spec") or {}).get("replicas")
@@ -332,3 +338,12 @@ def _became_ready_first_time(previous: dict[str, Any], status: dict[str, Any], m
         return any(c["type"] == "Ready" and c["status"] == "True" for c in s.get("conditions") or [])
 
     return ready(status) and not ready(previous) and int(metadata.get("generation") or 0) == 1
+
+
+def _check_shown_children(md: ModelDeployment, live: dict[str, dict[str, Any] | None]) -> None:
+    """Raises ChildConflictError for a child the caches show that another controls: they index children by their
+    owner's name, so an earlier ModelDeployment's of the same name shows until garbage collection deletes it."""
+    for kind, child in live.items():
+        conflict = child_conflict(kind, child, md) if child is not None else None
+        if conflict is not None:
+            raise ChildConflictError(conflict)
