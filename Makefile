@@ -83,7 +83,7 @@ bench-operator: venv binaries ## Operator at scale: N=100 and N=1000 ModelDeploy
 	$(PY) benchmarks/operator_scale.py --n 100 --n 1000 $(BENCH_ARGS)
 
 .PHONY: bench-operator-unrelated
-bench-operator-unrelated: venv binaries ## Operator cluster-wide at N=1000, then again among 50,000 churning unrelated pods (issue 10's size; hours on 2 cores); BENCH_ARGS="--unrelated-pods 10000"
+bench-operator-unrelated: venv binaries ## Operator cluster-wide at N=1000, then again among 50,000 churning unrelated pods (issue 10's size; ~25 min on 2 cores); BENCH_ARGS="--unrelated-pods 10000"
 	$(PY) benchmarks/operator_scale.py --n 1000 --unrelated-pods 50000 $(BENCH_ARGS)
 
 .PHONY: bench-operator-10k
