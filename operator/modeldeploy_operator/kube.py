@@ -1,11 +1,11 @@
 """All Kubernetes API writes of the operator: server-side apply of children, ModelDeployment status, events.
 
 Reads come from the operator's caches (watch/), so the steady state costs no requests. The reads here are an
-automatic rollback's (the pod template of the ReplicaSet that last ran Ready, once per rollback), the look at an
-object whose name a child the caches do not show was found taken by, and the check that an owner is alive before
-one of its children is re-created by a reconcile that a spec change did not trigger. Requests are
-bounded in flight: a thousand ModelDeployments created at once must queue here, not exhaust the connection pool
-and time out at the apiserver.
+automatic rollback's (the pod template of the ReplicaSet that last ran Ready, once per rollback), the read of the
+object that holds a child's name when the child's create finds it taken (ours, or someone else's?), and the check
+that an owner is alive before one of its children is re-created by a reconcile that a spec change did not trigger.
+Requests are bounded in flight: a thousand ModelDeployments created at once must queue here, not exhaust the
+connection pool and time out at the apiserver.
 """
 
 import asyncio

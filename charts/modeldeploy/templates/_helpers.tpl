@@ -109,8 +109,8 @@ ModelDeployment read live before a missing child is re-created outside its own h
   verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  # Server-side apply is a patch, and also a create when the object is missing. get: before a child is created,
-  # the operator reads whether someone else's object already has its name (ChildConflict).
+  # Server-side apply is a patch, and also a create when the object is missing. get: when a child's create finds
+  # its name taken, the operator reads whose object it is (ChildConflict).
   verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
