@@ -101,6 +101,13 @@ def test_operator_with_the_chart_token_uses_exactly_the_granted_verbs(
         wait_condition(cluster, namespace, "iris-classifier", "RolledBack", "True", "ModelLoadFailed")
         apply(cluster, {**example("iris-classifier", gpu={"count": 9}), "metadata": {"name": "too-big"}}, namespace)
         wait_condition(cluster, namespace, "too-big", "Degraded", "True", "Unschedulable")
+        # Someone else's object of each kind with a ModelDeployment's name: the create-only apply is refused, and
+        # one read (get) of the object tells that it is not ours.
+        for foreign in _foreign_objects():
+            apply(cluster, foreign, namespace)
+            name = foreign["metadata"]["name"]
+            apply(cluster, {**example("iris-classifier"), "metadata": {"name": name}}, namespace)
+            wait_condition(cluster, namespace, name, "Ready", "False", "ChildConflict")
 
         operator.send(signal.SIGTERM)
         assert operator.wait_exit(timeout=30) == 0, operator.log_text()[-3000:]
@@ -119,6 +126,38 @@ def test_operator_with_the_chart_token_uses_exactly_the_granted_verbs(
     assert granted - used == CHECKED_WITHOUT_A_REQUEST, "granted but never used"
     # Every verb the operator used, listed for the reader of the test log.
     print(*sorted(used), sep="\n")
+
+
+def _foreign_objects() -> list[dict[str, Any]]:
+    """A Service, a NetworkPolicy and a Deployment (of no replicas) that the operator did not create."""
+    labels = {"app": "legacy"}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "taken-service", "labels": labels},
+            "spec": {"selector": labels, "ports": [{"port": 80}]},
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "taken-policy", "labels": labels},
+            "spec": {"podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress"]},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "taken-deployment", "labels": labels},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "app", "image": "registry.invalid/legacy:1"}]},
+                },
+            },
+        },
+    ]
 
 
 @pytest.mark.parametrize(
