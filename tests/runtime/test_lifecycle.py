@@ -76,8 +76,10 @@ def test_sigterm_fails_readiness_but_serves_through_the_shutdown_delay(
     def still_admitting() -> bool:
         try:
             answer = httpx.post(server.infer_url, json=MLP_BODY, timeout=5.0)
-        except httpx.ConnectError:
-            return False  # nothing was in flight, so the drain ended at once and the server closed
+        except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
+            # Nothing was in flight, so the drain ended at once and the server closed: refused, or, for a
+            # connection the kernel queued as the listener closed, reset or closed before any answer.
+            return False
         assert answer.status_code in (200, 503), answer.text
         return answer.status_code == 200
 
