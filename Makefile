@@ -90,6 +90,10 @@ bench-operator-unrelated: venv binaries ## Operator cluster-wide at N=1000, then
 bench-operator-10k: venv binaries ## Operator cluster-wide at N=10,000, controller-manager's client rate limit raised for floor and operator alike (2 hours or more on 2 cores)
 	$(PY) benchmarks/operator_scale.py --n 10000 --cluster-scope --controller-manager-qps 500 --controller-manager-burst 1000 --phase-timeout 7200 $(BENCH_ARGS)
 
+.PHONY: bench-resource-cost
+bench-resource-cost: venv binaries ## What one ModelDeployment costs the apiserver by itself, by CRD part (CEL rules, defaults, schema) against a ConfigMap (~5 min)
+	$(PY) benchmarks/resource_cost.py $(BENCH_ARGS)
+
 .PHONY: chart-lint
 chart-lint: binaries ## helm lint --strict of charts/modeldeploy (defaults, and the namespaced RBAC mode)
 	helm="$$(devcluster/build-binaries.sh)/helm" && $$helm lint --strict charts/modeldeploy \

@@ -546,10 +546,16 @@ class ClusterCpu:
         state = local.load_state()
         if state is None:
             raise RuntimeError(f"no cluster runs in {local.paths.state_dir}")
-        self._pids = [record.pid for record in state.processes]
+        self._pids = {record.name: record.pid for record in state.processes}
+
+    def by_process(self) -> dict[str, float]:
+        return {
+            name: cpu_seconds((Path("/proc") / str(pid) / "stat").read_text(), CLOCK_TICKS)
+            for name, pid in self._pids.items()
+        }
 
     def seconds(self) -> float:
-        return sum(cpu_seconds((Path("/proc") / str(pid) / "stat").read_text(), CLOCK_TICKS) for pid in self._pids)
+        return sum(self.by_process().values())
 
 
 def operator_usage(operator: LocalOperator) -> ProcessUsage:
