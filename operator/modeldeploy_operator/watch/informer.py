@@ -7,13 +7,13 @@ timeout or a broken connection, and lists again when the apiserver answers 410 G
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx2
+import orjson
 from lightkube.config.client_adapter import AsyncClient, ConnectionParams
 from lightkube.config.kubeconfig import KubeConfig
 
@@ -75,7 +75,7 @@ class Informer:
             except Gone:
                 logger.info("watch of %s ended with 410 Gone: listing again", self.watched.kind)
                 self._version = ""
-            except (httpx2.HTTPError, json.JSONDecodeError, KeyError) as error:
+            except (httpx2.HTTPError, orjson.JSONDecodeError, KeyError) as error:
                 delay = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
                 failures += 1
                 logger.warning("watch of %s failed (%s); again in %ss", self.watched.kind, error, delay)
@@ -94,7 +94,7 @@ class Informer:
             while True:
                 response = await self._http.get(self.watched.url(self._namespace), params=params)
                 response.raise_for_status()
-                page = response.json()
+                page = orjson.loads(response.content)
                 items = page.get("items") or []
                 entries += self.store.entries(items)
                 metrics.WATCH_EVENTS.labels(self.watched.kind).inc(len(items))
@@ -123,9 +123,8 @@ class Informer:
             if response.status_code == 410:
                 raise Gone()
             response.raise_for_status()
-            async for line in response.aiter_lines():
-                if line:
-                    await self._handle(json.loads(line))
+            async for line in event_lines(response):
+                await self._handle(orjson.loads(line))
 
     async def _handle(self, event: dict[str, Any]) -> None:
         event_type, obj = event["type"], event["object"]
@@ -149,6 +148,17 @@ class Informer:
         changes = update()
         metrics.WATCHED_OBJECTS.labels(self.watched.kind).inc(len(self.store) - before)
         return changes
+
+
+async def event_lines(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The watch's events, one JSON document a line, as bytes: every event of every child passes here, and
+    splitting bytes and parsing them with orjson costs half of decoding text lines for json.loads."""
+    pending = b""
+    async for chunk in response.aiter_bytes():
+        *complete, pending = (pending + chunk).split(b"\n")
+        for line in complete:
+            if line:
+                yield line
 
 
 async def run_all(informers: Iterable[Informer]) -> None:
