@@ -17,6 +17,10 @@ N ModelDeployments (stored and validated, reconciled by nobody) with the first s
 for each. That is what any operator of this resource must cost the control plane beyond the plain floor, with
 none of the reads, applies and CPU of its own: the operator's time to Ready against it is the operator's own part.
 
+With --operator-own-core, the control plane and KWOK run on core 0 and this client and the operator on core 1, in
+every run: as in a real cluster, where the operator's pod runs on a worker node, its CPU is not taken from the
+control plane's, and the ratio measures what its requests cost the control plane.
+
 With --unrelated-pods K (the operator then runs cluster-wide, as the chart installs it), a second phase follows:
 K pods that are none of the operator's business are bound to KWOK CPU nodes in their own namespace, a bounded
 churn deletes and re-creates them (--churn-per-second), and the operator run is repeated for each N among them,
@@ -82,6 +86,8 @@ POLL_SECONDS = 1.0
 WATCH_SERVER_TIMEOUT_SECONDS = 240
 WATCH_LIST_TIMEOUT_SECONDS = 120.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# --operator-own-core
+CONTROL_PLANE_CORE, OPERATOR_CORE = {0}, {1}
 
 MD_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}"
 DEPLOYMENTS_PATH = "/apis/apps/v1/namespaces/{namespace}/deployments"
@@ -594,6 +600,7 @@ class BenchSettings(BaseModel):
     log_dir: Path | None = None
     cluster_scope: bool = False
     floor_with_model_deployments: bool = False
+    operator_own_core: bool = False
     unrelated_pods: Annotated[int, Field(ge=0, le=100000)] = 0
     churn_per_second: Annotated[float, Field(gt=0, le=100)] = 5.0
     operator_env: dict[Annotated[str, Field(pattern=r"^MODELDEPLOY_[A-Z0-9_]+$")], str] = Field(default_factory=dict)
@@ -994,7 +1001,12 @@ async def run_all(cluster: ClusterConnection, local: LocalCluster, settings: Ben
         f"{settings.gpu_nodes} KWOK GPU nodes x {GPUS_PER_NODE} GPUs; one-replica, one-GPU ModelDeployments; "
         f"kube-controller-manager client rate limit: {rate_limit}; kube-scheduler: Kubernetes' defaults; "
         f"one client, {settings.concurrency} creates in flight; "
-        f"the operator as cluster admin, {'cluster-wide' if settings.operator_cluster_wide else 'for one namespace'}"
+        + (
+            "the control plane and KWOK pinned to core 0, this client and the operator to core 1; "
+            if settings.operator_own_core
+            else ""
+        )
+        + f"the operator as cluster admin, {'cluster-wide' if settings.operator_cluster_wide else 'for one namespace'}"
         + (
             f"; {settings.unrelated_pods} unrelated pods on {unrelated_nodes(settings.unrelated_pods)} KWOK CPU nodes"
             f" in the second phase, churning {settings.churn_per_second:g} deletes + creates a second"
@@ -1045,6 +1057,20 @@ async def among_unrelated_pods(
     return results
 
 
+def pin_apart(local: LocalCluster) -> None:
+    """Every thread of the cluster's processes on core 0; this process on core 1, and so the operator it starts
+    (a child inherits its parent's affinity). In a real cluster the operator runs on a worker node: its CPU is
+    then not taken from the control plane's. The floor gets the same one core for the control plane."""
+    state = local.load_state()
+    if state is None:
+        raise RuntimeError(f"no cluster runs in {local.paths.state_dir}")
+    for record in state.processes:
+        # New threads inherit the affinity of the thread that makes them: pinning those there now is enough.
+        for thread in (Path("/proc") / str(record.pid) / "task").iterdir():
+            os.sched_setaffinity(int(thread.name), CONTROL_PLANE_CORE)
+    os.sched_setaffinity(0, OPERATOR_CORE)
+
+
 def install_crd(cluster: ClusterConnection) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(CRD))
     # kubectl wait fails at once on a CRD that has no conditions yet: ask again until it has them.
@@ -1084,6 +1110,12 @@ def parse_args(argv: list[str] | None) -> BenchSettings:
         action="store_true",
         default=None,
         help="a second floor per N: the children, the ModelDeployments and their first status, with no operator",
+    )
+    parser.add_argument(
+        "--operator-own-core",
+        action="store_true",
+        default=None,
+        help="the control plane and KWOK on core 0, this client and the operator on core 1 (as on a worker node)",
     )
     parser.add_argument(
         "--unrelated-pods", type=int, help="a second phase among this many unrelated pods, cluster-wide (0)"
@@ -1129,6 +1161,8 @@ def main(argv: list[str] | None = None) -> int:
         local = LocalCluster(Path(scratch) / "cluster", config)
         try:
             cluster = local.start()
+            if settings.operator_own_core:
+                pin_apart(local)
             install_crd(cluster)
             report = asyncio.run(run_all(cluster, local, settings, log_dir))
         finally:

@@ -3,12 +3,10 @@
 The figures themselves are the benchmark's to print (docs/benchmarks.md), never asserted here.
 """
 
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
-from benchmark_scripts import BENCHMARKS, load_benchmark
+from benchmark_scripts import load_benchmark, run_benchmark, table_rows
 from modeldeploy_operator.api import ModelDeployment
 from modeldeploy_operator.manifests import build_deployment, build_network_policy, build_service
 from modeldeploy_operator.manifests.deployment import BuildOptions
@@ -243,6 +241,8 @@ def test_bad_arguments_name_the_option(capsys: pytest.CaptureFixture[str]) -> No
     assert among.operator_cluster_wide and bench.unrelated_nodes(among.unrelated_pods) == 91
     assert bench.unrelated_pod(109)["spec"]["nodeName"] == "cpu-node-0"
     assert bench.unrelated_pod(110)["spec"]["nodeName"] == "cpu-node-1"
+    assert bench.parse_args(["--operator-own-core"]).operator_own_core
+    assert not bench.parse_args([]).operator_own_core
     assert bench.parse_args(["--operator-env", "MODELDEPLOY_MAX_OBJECTS_IN_FLIGHT=4096"]).operator_env == {
         "MODELDEPLOY_MAX_OBJECTS_IN_FLIGHT": "4096"
     }
@@ -254,27 +254,19 @@ IN_FLIGHT = "MODELDEPLOY_MAX_OBJECTS_IN_FLIGHT=2"
 def test_a_tiny_run_end_to_end() -> None:
     """Its own cluster, floor and operator runs at N=5, then the operator among 30 churning unrelated pods: the
     benchmark keeps working, and says what it measured."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "operator_scale.py"),
-            "--n",
-            "5",
-            "--quiet-seconds",
-            "3",
-            "--operator-env",
-            IN_FLIGHT,
-            "--unrelated-pods",
-            "30",
-            "--floor-with-model-deployments",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    printed = run_benchmark(
+        "operator_scale.py",
+        "--n",
+        "5",
+        "--quiet-seconds",
+        "3",
+        "--operator-env",
+        IN_FLIGHT,
+        "--unrelated-pods",
+        "30",
+        "--floor-with-model-deployments",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = [line.strip("|").split("|") for line in result.stdout.splitlines() if line.startswith("| 5 | ")]
+    rows = table_rows(printed, "| 5 | ")
     summaries = [cells for cells in rows if len(cells) == len(bench.SUMMARY_COLUMNS)]
     assert [cells[1].strip() for cells in summaries] == ["0", "30"], "without, then among unrelated pods"
     for cells in summaries:
@@ -283,6 +275,6 @@ def test_a_tiny_run_end_to_end() -> None:
         assert cells[-1].strip() == "0", "writes at steady state"
     (resource_floor,) = [cells for cells in rows if len(cells) == len(bench.RESOURCE_FLOOR_COLUMNS)]
     assert not any(">" in cell for cell in resource_floor), "a floor with ModelDeployments that gave up"
-    assert "30 unrelated pods on 1 KWOK CPU nodes" in result.stdout
-    assert "Kubernetes' defaults (20 QPS, burst 30)" in result.stdout
-    assert f"at its defaults, {IN_FLIGHT}." in result.stdout
+    assert "30 unrelated pods on 1 KWOK CPU nodes" in printed
+    assert "Kubernetes' defaults (20 QPS, burst 30)" in printed
+    assert f"at its defaults, {IN_FLIGHT}." in printed

@@ -3,11 +3,8 @@
 The figures themselves are the benchmark's to print (docs/benchmarks.md), never asserted here.
 """
 
-import subprocess
-import sys
-
 import yaml
-from benchmark_scripts import BENCHMARKS, load_benchmark
+from benchmark_scripts import load_benchmark, run_benchmark, table_rows
 from modeldeploy_operator.api.v1alpha1 import GROUP, PLURAL
 
 cost = load_benchmark("resource_cost.py")
@@ -91,15 +88,7 @@ def test_the_report_lists_each_round_and_compares_the_means_with_the_crd_as_ship
 
 def test_a_tiny_run_end_to_end() -> None:
     """Its own cluster, every variant written and measured: the benchmark keeps working and prints its table."""
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "resource_cost.py"), "--n", "5", "--rounds", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = [line.strip("|").split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
+    rows = table_rows(run_benchmark("resource_cost.py", "--n", "5", "--rounds", "1"))
     assert [cells[0].strip() for cells in rows[1:]] == list(cost.VARIANTS)
     for cells in rows[1:]:
         assert len(cells) == len(cost.COLUMNS)
