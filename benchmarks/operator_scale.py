@@ -58,6 +58,7 @@ from typing import Annotated, Any
 import httpx
 from modeldeploy_devcluster import ClusterConfig, ClusterConnection, KubectlError, LocalCluster
 from modeldeploy_devcluster.local_operator import LocalOperator, start_local_operator
+from modeldeploy_devcluster.processes import ProcessRecord
 from modeldeploy_devcluster.waiting import wait_until
 from modeldeploy_operator.api import ModelDeployment
 from modeldeploy_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
@@ -86,7 +87,7 @@ POLL_SECONDS = 1.0
 WATCH_SERVER_TIMEOUT_SECONDS = 240
 WATCH_LIST_TIMEOUT_SECONDS = 120.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# --operator-own-core
+# --operator-own-core: where the control plane runs, and where this client and the operator do.
 CONTROL_PLANE_CORE, OPERATOR_CORE = {0}, {1}
 
 MD_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}"
@@ -544,15 +545,20 @@ def cpu_seconds(stat: str, clock_ticks: int) -> float:
     return (int(fields[11]) + int(fields[12])) / clock_ticks
 
 
+def cluster_processes(local: LocalCluster) -> list[ProcessRecord]:
+    """The cluster's own processes (etcd, kube-apiserver, the controllers, the scheduler, KWOK)."""
+    state = local.load_state()
+    if state is None:
+        raise RuntimeError(f"no cluster runs in {local.paths.state_dir}")
+    return state.processes
+
+
 class ClusterCpu:
     """CPU used so far by the cluster's own processes (etcd, kube-apiserver, the controllers, the scheduler, KWOK):
     the work a run makes the control plane do, on the cores the operator shares with it."""
 
     def __init__(self, local: LocalCluster) -> None:
-        state = local.load_state()
-        if state is None:
-            raise RuntimeError(f"no cluster runs in {local.paths.state_dir}")
-        self._pids = {record.name: record.pid for record in state.processes}
+        self._pids = {record.name: record.pid for record in cluster_processes(local)}
 
     def by_process(self) -> dict[str, float]:
         return {
@@ -1061,10 +1067,7 @@ def pin_apart(local: LocalCluster) -> None:
     """Every thread of the cluster's processes on core 0; this process on core 1, and so the operator it starts
     (a child inherits its parent's affinity). In a real cluster the operator runs on a worker node: its CPU is
     then not taken from the control plane's. The floor gets the same one core for the control plane."""
-    state = local.load_state()
-    if state is None:
-        raise RuntimeError(f"no cluster runs in {local.paths.state_dir}")
-    for record in state.processes:
+    for record in cluster_processes(local):
         # New threads inherit the affinity of the thread that makes them: pinning those there now is enough.
         for thread in (Path("/proc") / str(record.pid) / "task").iterdir():
             os.sched_setaffinity(int(thread.name), CONTROL_PLANE_CORE)
