@@ -90,8 +90,9 @@ values make sense together: a wrong combination fails the install with a message
 
 {{/*
 The operator's rules in a watched namespace (or cluster-wide). kopf and the operator's caches list then watch what
-they serve; the operator server-side applies its children and merge-patches the status. The one get: a
-ModelDeployment read live before a missing child is re-created outside its own handler (is it still alive?).
+they serve; the operator server-side applies its children and merge-patches the status. The gets: a
+ModelDeployment read live before a missing child is re-created outside its own handler (is it still alive?), and
+the object that holds a child's name when the child's create finds it taken (ours, or someone else's?).
 */}}
 {{- define "modeldeploy.operatorRules" -}}
 - apiGroups: ["serving.modeldeploy.dev"]
