@@ -428,6 +428,29 @@ class Goal:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """How long each object took from one moment of its life to the next (e.g. its Deployment seen, then seen
+    available): where the time to all Ready goes, which the milestones alone do not say."""
+
+    description: str
+    seconds: list[float]
+
+    @classmethod
+    def between(cls, description: str, start: dict[str, float], end: dict[str, float]) -> Stage:
+        return cls(description, sorted(end[name] - start[name] for name in end if name in start))
+
+    def __str__(self) -> str:
+        if not self.seconds:
+            return f"{self.description}: none"
+        last = len(self.seconds) - 1
+        at = {share: self.seconds[round(share * last)] for share in (0.5, 0.9, 0.99)}
+        return (
+            f"{self.description}: median {at[0.5]:.2f} s, p90 {at[0.9]:.2f}, p99 {at[0.99]:.2f}, "
+            f"max {self.seconds[-1]:.2f} ({len(self.seconds)} objects)"
+        )
+
+
+@dataclass(frozen=True)
 class Milestone:
     """Seconds from the first create until a goal was reached, or how far it got when the run gave up."""
 
@@ -627,6 +650,7 @@ class FloorResult:
     ready: Milestone
     writes: Counter[RequestKind]  # during the run, by every client
     cluster_cpu_seconds: float  # the control plane's and KWOK's, until all were Ready
+    controllers: Stage  # each Deployment from seen to seen Ready
 
 
 @dataclass(frozen=True)
@@ -642,6 +666,7 @@ class OperatorResult:
     steady_state_writes: Counter[RequestKind]
     reconciles: float
     reconcile_errors: float
+    stages: tuple[Stage, ...]  # each ModelDeployment from seen to Ready, step by step
 
 
 def since(before: Counter[RequestKind], after: Counter[RequestKind]) -> Counter[RequestKind]:
@@ -679,11 +704,17 @@ async def floor_run(
     with_model_deployments: bool = False,
 ) -> FloorResult:
     """The children created directly; `with_model_deployments`: each after its ModelDeployment, whose first
-    status is written once all are created (the operator's writes of the resource itself, without an operator)."""
+    status is written once all are created (the operator's writes of the resource itself, without an operator),
+    and all are Ready once every Deployment is and every status is written, as no operator can be sooner."""
     deployments_path, services_path = (path.format(namespace=namespace) for path in (DEPLOYMENTS_PATH, SERVICES_PATH))
     md_path = MD_PATH.format(namespace=namespace)
     deployments, services = Progress(n, deployment_ready), Progress(n, always)
-    async with watching(api, {deployments_path: deployments, services_path: services}) as watches:
+    progress_by_path = {deployments_path: deployments, services_path: services}
+    ready_goal = Goal("the floor's Ready Deployments", (deployments,), done=True)
+    if with_model_deployments:
+        progress_by_path[md_path] = statuses_written = Progress(n, reconciled)
+        ready_goal = Goal("the floor's Ready Deployments and written statuses", (deployments, statuses_written), True)
+    async with watching(api, progress_by_path) as watches:
         before, cpu_before = await api.write_requests(), cluster_cpu.seconds()
         requests = [
             request for index in range(n) for request in floor_requests(namespace, index, with_model_deployments)
@@ -697,11 +728,12 @@ async def floor_run(
             await send_all(statuses, settings.concurrency)
         limit_s = settings.phase_timeout_s
         created = await watches.until(Goal("the floor's objects", (deployments, services)), started, limit_s)
-        ready = await watches.until(Goal("the floor's Ready Deployments", (deployments,), done=True), started, limit_s)
+        ready = await watches.until(ready_goal, started, limit_s)
         writes, cpu = since(before, await api.write_requests()), cluster_cpu.seconds() - cpu_before
     what = "floor with ModelDeployments" if with_model_deployments else "floor"
     log(f"N={n} {what}: all created at {created} s, all Ready at {ready} s")
-    return FloorResult(created, ready, writes, cpu)
+    controllers = Stage.between("Deployment seen -> Ready", deployments.seen, deployments.done)
+    return FloorResult(created, ready, writes, cpu, controllers)
 
 
 async def operator_run(
@@ -723,6 +755,8 @@ async def operator_run(
     )
     first_status = Progress(1, reconciled)
     model_deployments.also = (first_status,)
+    deployments_ready = Progress(n, deployment_ready)
+    deployments.also = (deployments_ready,)
     progress_by_path = dict(zip(paths, (deployments, services, model_deployments), strict=True))
     launched = time.monotonic()
     with running_operator(
@@ -766,6 +800,12 @@ async def operator_run(
         steady_state_writes=+steady,
         reconciles=reconciles,
         reconcile_errors=reconcile_errors,
+        stages=(
+            Stage.between("ModelDeployment seen -> its Deployment seen", model_deployments.seen, deployments.seen),
+            Stage.between("Deployment seen -> first status seen", deployments.seen, first_status.done),
+            Stage.between("Deployment seen -> Ready", deployments.seen, deployments_ready.done),
+            Stage.between("Deployment Ready -> ModelDeployment Ready", deployments_ready.done, model_deployments.done),
+        ),
     )
 
 
@@ -889,14 +929,16 @@ def writes_rows(n: int, floor: FloorResult, operator: OperatorResult) -> list[li
     return [*rows, total]
 
 
-def operator_details(n: int, operator: OperatorResult) -> str:
-    """What the table's cells cannot hold: the operator's own counters and any steady-state write."""
+def operator_details(n: int, floor: FloorResult, operator: OperatorResult) -> str:
+    """What the table's cells cannot hold: the operator's own counters, any steady-state write, and where each
+    object's time went."""
     steady = ", ".join(f"{count} x {describe_kind(kind)}" for kind, count in operator.steady_state_writes.items())
+    stages = "\n".join([f"  floor: {floor.controllers}", *(f"  operator run: {stage}" for stage in operator.stages)])
     return (
         f"N={n}, {operator.unrelated_pods} unrelated pods: the operator reconciled "
         f"{operator.reconciles / n:.1f} times per ModelDeployment, "
         f"{operator.reconcile_errors / n:.1f} of them failed (its modeldeploy_reconciles_total); "
-        f"steady-state writes: {steady or 'none'}."
+        f"steady-state writes: {steady or 'none'}. Each object's time, step by step:\n{stages}"
     )
 
 
@@ -949,7 +991,7 @@ class Report:
                 "run; steady-state writes: writes to ModelDeployments, Deployments and Services (by anyone) and the",
                 "Events the operator posted, in the quiet period after the run. CPU s: the operator's user + system",
                 "CPU during the run; peak RSS: its VmHWM.",
-                *(operator_details(n, operator) for n, _, operator in self.results),
+                *(operator_details(n, floor, operator) for n, floor, operator in self.results),
             ]
         )
         return "\n\n".join(

@@ -49,6 +49,9 @@ def test_write_requests_are_summed_over_codes_and_skip_reads_and_dry_runs() -> N
     )
 
 
+NO_STAGE = bench.Stage("nothing measured", [])
+
+
 def _seconds(seconds: float | None, expected: int = 100, reached: int = 100) -> object:
     return bench.Milestone(seconds, reached, expected, limit_s=480.0)
 
@@ -66,6 +69,7 @@ def _operator_result(writes: Counter, operator_events: int, ready: object | None
         steady_state_writes=Counter(),
         reconciles=0.0,
         reconcile_errors=0.0,
+        stages=(),
     )
 
 
@@ -185,6 +189,16 @@ def test_a_goal_is_reached_when_every_object_of_every_kind_is() -> None:
     assert (ready.reached(), ready.reached_at(), ready.last_moment()) == (0, None, None)
 
 
+def test_a_stage_is_each_objects_time_between_two_moments_of_its_own() -> None:
+    seen = {f"model-{i}": float(i) for i in range(101)}
+    ready = {name: moment + (10.0 if name == "model-7" else 1.0) for name, moment in seen.items()}
+    ready["not-seen"] = 5.0
+    stage = bench.Stage.between("seen -> Ready", seen, ready)
+    assert len(stage.seconds) == 101, "an object with no start is left out"
+    assert str(stage) == "seen -> Ready: median 1.00 s, p90 1.00, p99 1.00, max 10.00 (101 objects)"
+    assert str(bench.Stage.between("seen -> Ready", seen, {})) == "seen -> Ready: none"
+
+
 def test_a_run_that_gave_up_says_how_far_it_got() -> None:
     assert str(_seconds(12.34)) == "12.3"
     assert str(_seconds(None, expected=1000, reached=853)) == ">480 (853/1000)"
@@ -196,7 +210,11 @@ def test_the_operator_waits_twice_the_floor_within_the_phase_timeout() -> None:
 
     def floor(ready: float | None) -> object:
         return bench.FloorResult(
-            created=_seconds(1.0), ready=_seconds(ready), writes=Counter(), cluster_cpu_seconds=60.0
+            created=_seconds(1.0),
+            ready=_seconds(ready),
+            writes=Counter(),
+            cluster_cpu_seconds=60.0,
+            controllers=NO_STAGE,
         )
 
     assert bench.operator_patience(floor(240.0), settings) == 480.0
@@ -206,7 +224,9 @@ def test_the_operator_waits_twice_the_floor_within_the_phase_timeout() -> None:
 
 
 def test_summary_row_and_markdown() -> None:
-    floor = bench.FloorResult(created=_seconds(10.0), ready=_seconds(200.0), writes=Counter(), cluster_cpu_seconds=60.0)
+    floor = bench.FloorResult(
+        created=_seconds(10.0), ready=_seconds(200.0), writes=Counter(), cluster_cpu_seconds=60.0, controllers=NO_STAGE
+    )
     writes = Counter({("", "services", "", "APPLY"): 100, (bench.GROUP, bench.PLURAL, "status", "PATCH"): 300})
     row = bench.summary_row(100, floor, _operator_result(writes, operator_events=100, ready=_seconds(300.0)))
     assert row == ["100", "0", "0.5", "10.0", "200.0", "1.0", "300.0", "1.50x", "100", "1.5", "60 / 90", "5.00", "0"]
@@ -219,7 +239,7 @@ def test_summary_row_and_markdown() -> None:
     assert stuck[6:8] == [">480 (85/100)", ">2.40x"]
     resource_floor = bench.FloorResult(
         created=_seconds(20.0), ready=_seconds(250.0), writes=Counter({("", "services", "", "POST"): 200}),
-        cluster_cpu_seconds=75.0,
+        cluster_cpu_seconds=75.0, controllers=NO_STAGE,
     )  # fmt: skip
     assert bench.resource_floor_row(100, floor, resource_floor, _operator_result(writes, 100, _seconds(300.0))) == [
         "100", "200.0", "250.0", "300.0", "60 / 75 / 90", "0.00 / 2.00 / 4.00", "1.20x",
@@ -278,3 +298,6 @@ def test_a_tiny_run_end_to_end() -> None:
     assert "30 unrelated pods on 1 KWOK CPU nodes" in printed
     assert "Kubernetes' defaults (20 QPS, burst 30)" in printed
     assert f"at its defaults, {IN_FLIGHT}." in printed
+    assert "operator run: Deployment Ready -> ModelDeployment Ready: median" in printed
+    stages = [line for line in printed.splitlines() if " -> " in line]
+    assert stages and all(line.endswith("(5 objects)") for line in stages), "every stage of every object timed"
