@@ -1,4 +1,4 @@
-"""The queue of reconciles: folded triggers, a spec change first, retries bounded in time."""
+"""The queue of reconciles: folded triggers, a spec change first, retries bounded in time, two lanes in turn."""
 
 import asyncio
 import contextlib
@@ -104,3 +104,19 @@ async def test_a_spec_change_takes_the_place_of_a_waiting_trigger() -> None:
         await task
 
     assert runs == ["child", SPEC]
+
+
+async def test_a_childs_change_is_not_held_back_by_a_burst_of_new_model_deployments() -> None:
+    runs: list[str] = []
+
+    async def reconcile(key: Key, trigger: str) -> None:
+        runs.append(key[1])
+
+    queue = ReconcileQueue(reconcile, workers=1)
+    for name in ("new-1", "new-2", "new-3", "new-4"):
+        queue.add(("ns", name), SPEC)
+    queue.add(("ns", "serving-1"), "child")
+    queue.add(("ns", "serving-2"), "autoscaler")
+    await _run_until_idle(queue, 0.05)
+
+    assert runs == ["new-1", "serving-1", "new-2", "serving-2", "new-3", "new-4"], "the lanes in turn, each in order"

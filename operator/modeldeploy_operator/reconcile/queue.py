@@ -4,11 +4,18 @@ One reconcile per ModelDeployment at a time; triggers that arrive meanwhile fold
 spec change, which trusts the owner it reads, takes the place of a waiting trigger that does not). A transient
 failure is retried with a growing delay for a bounded time instead of waiting for the next event or the resync;
 after that the resync is the backstop. A permanent one is not retried: the next spec change runs it again.
+
+Two lanes, served in turn. A child's change (a Deployment now Ready, a pod crash-looping, an HPA's scale) needs
+at most a status write, and waits in a lane of its own; everything else (a spec change, the start, the resync,
+a retry, a wave) in the other. In one first-in, first-out line, a burst of new ModelDeployments kept the status
+of those already serving from saying Ready for minutes (docs/benchmarks.md, "Each object's time, step by
+step"); in turn, neither lane can hold the other back.
 """
 
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -20,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 SPEC = "spec"  # the trigger of a new ModelDeployment or a new generation of one
+CHILD_CHANGES = frozenset({"child", "autoscaler"})  # the triggers of the lane of children's changes
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,25 @@ class Backoff:
         return self.delays[min(retry, len(self.delays)) - 1]
 
 
+class _Lanes:
+    """Keys in two first-in, first-out lanes, taken from each in turn while both hold some."""
+
+    def __init__(self) -> None:
+        self._lanes: tuple[deque[Key], deque[Key]] = (deque(), deque())
+        self._keys = asyncio.Semaphore(0)  # released once for every key in either lane
+        self._turn = 0
+
+    def put(self, key: Key, lane: int) -> None:
+        self._lanes[lane].append(key)
+        self._keys.release()
+
+    async def get(self) -> Key:
+        await self._keys.acquire()
+        lane = self._turn if self._lanes[self._turn] else 1 - self._turn
+        self._turn = 1 - lane
+        return self._lanes[lane].popleft()
+
+
 class ReconcileQueue:
     def __init__(
         self, reconcile: Callable[[Key, str], Awaitable[None]], workers: int, backoff: Backoff = Backoff()
@@ -41,7 +68,7 @@ class ReconcileQueue:
         self._reconcile = reconcile
         self._workers = workers
         self._backoff = backoff
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._lanes = _Lanes()
         self._waiting: dict[Key, str] = {}  # queued or to run again after the current run: key -> trigger
         self._running: set[Key] = set()
         self._retries: dict[Key, tuple[int, float]] = {}  # key -> (retries so far, monotonic time of the first failure)
@@ -53,7 +80,7 @@ class ReconcileQueue:
             return
         self._waiting[key] = trigger
         if key not in self._running:
-            self._queue.put_nowait(key)
+            self._put(key)
 
     def __len__(self) -> int:
         return len(self._waiting) + len(self._running)
@@ -63,7 +90,7 @@ class ReconcileQueue:
 
     async def _work(self) -> None:
         while True:
-            key = await self._queue.get()
+            key = await self._lanes.get()
             trigger = self._waiting.pop(key)
             self._running.add(key)
             try:
@@ -80,7 +107,10 @@ class ReconcileQueue:
             finally:
                 self._running.discard(key)
                 if key in self._waiting:
-                    self._queue.put_nowait(key)
+                    self._put(key)
+
+    def _put(self, key: Key) -> None:
+        self._lanes.put(key, int(self._waiting[key] in CHILD_CHANGES))
 
     def _retry_later(self, key: Key, trigger: str, error: Exception) -> None:
         now = time.monotonic()
