@@ -1,10 +1,10 @@
-"""The queue of reconciles: folded triggers, a spec change first, retries bounded in time, two lanes in turn."""
+"""The queue of reconciles: folded triggers, a spec change first, retries bounded in time, children's changes first."""
 
 import asyncio
 import contextlib
 
 import kopf
-from modeldeploy_operator.reconcile.queue import SPEC, Backoff, Key, ReconcileQueue
+from modeldeploy_operator.reconcile.queue import CHILD_CHANGES_IN_A_ROW, SPEC, Backoff, Key, ReconcileQueue
 
 
 def test_backoff_grows_to_its_cap_and_ends_after_its_time() -> None:
@@ -106,17 +106,18 @@ async def test_a_spec_change_takes_the_place_of_a_waiting_trigger() -> None:
     assert runs == ["child", SPEC]
 
 
-async def test_a_childs_change_is_not_held_back_by_a_burst_of_new_model_deployments() -> None:
+async def test_a_childs_change_goes_before_a_burst_of_new_model_deployments_which_still_get_their_turn() -> None:
     runs: list[str] = []
 
     async def reconcile(key: Key, trigger: str) -> None:
         runs.append(key[1])
 
     queue = ReconcileQueue(reconcile, workers=1)
-    for name in ("new-1", "new-2", "new-3", "new-4"):
-        queue.add(("ns", name), SPEC)
-    queue.add(("ns", "serving-1"), "child")
-    queue.add(("ns", "serving-2"), "autoscaler")
+    for index in range(3):
+        queue.add(("ns", f"new-{index}"), SPEC)
+    changed = [f"serving-{index}" for index in range(CHILD_CHANGES_IN_A_ROW + 2)]
+    for name in changed:
+        queue.add(("ns", name), "child" if name != "serving-1" else "autoscaler")
     await _run_until_idle(queue, 0.05)
 
-    assert runs == ["new-1", "serving-1", "new-2", "serving-2", "new-3", "new-4"], "the lanes in turn, each in order"
+    assert runs == [*changed[:CHILD_CHANGES_IN_A_ROW], "new-0", *changed[CHILD_CHANGES_IN_A_ROW:], "new-1", "new-2"]

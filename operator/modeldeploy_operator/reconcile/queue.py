@@ -5,11 +5,12 @@ spec change, which trusts the owner it reads, takes the place of a waiting trigg
 failure is retried with a growing delay for a bounded time instead of waiting for the next event or the resync;
 after that the resync is the backstop. A permanent one is not retried: the next spec change runs it again.
 
-Two lanes, served in turn. A child's change (a Deployment now Ready, a pod crash-looping, an HPA's scale) needs
-at most a status write, and waits in a lane of its own; everything else (a spec change, the start, the resync,
-a retry, a wave) in the other. In one first-in, first-out line, a burst of new ModelDeployments kept the status
-of those already serving from saying Ready for minutes (docs/benchmarks.md, "Each object's time, step by
-step"); in turn, neither lane can hold the other back.
+Two lanes. A child's change (a Deployment now Ready, a pod crash-looping, an HPA's scale) mostly needs a status
+write or nothing, and waits in a lane of its own, served first; everything else (a spec change, the start, the resync, a
+retry, a wave) in the other, which still gets one key in every CHILD_CHANGES_IN_A_ROW + 1 while it waits. In one
+first-in, first-out line, a burst of new ModelDeployments kept the status of those already serving from saying
+Ready for minutes; the two lanes served in turn still lagged by a minute, as each of a child's changes waited for
+a start, the slow kind (docs/benchmarks.md, "Each object's time, step by step").
 """
 
 import asyncio
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 Key = tuple[str, str]
 SPEC = "spec"  # the trigger of a new ModelDeployment or a new generation of one
 CHILD_CHANGES = frozenset({"child", "autoscaler"})  # the triggers of the lane of children's changes
+CHILD_CHANGES_IN_A_ROW = 8
 
 
 @dataclass(frozen=True)
@@ -43,22 +45,26 @@ class Backoff:
 
 
 class _Lanes:
-    """Keys in two first-in, first-out lanes, taken from each in turn while both hold some."""
+    """Keys in two first-in, first-out lanes: children's changes first, but no more than CHILD_CHANGES_IN_A_ROW
+    of them while another key waits."""
 
     def __init__(self) -> None:
-        self._lanes: tuple[deque[Key], deque[Key]] = (deque(), deque())
+        self._starts: deque[Key] = deque()
+        self._child_changes: deque[Key] = deque()
         self._keys = asyncio.Semaphore(0)  # released once for every key in either lane
-        self._turn = 0
+        self._child_changes_in_a_row = 0
 
-    def put(self, key: Key, lane: int) -> None:
-        self._lanes[lane].append(key)
+    def put(self, key: Key, child_change: bool) -> None:
+        (self._child_changes if child_change else self._starts).append(key)
         self._keys.release()
 
     async def get(self) -> Key:
         await self._keys.acquire()
-        lane = self._turn if self._lanes[self._turn] else 1 - self._turn
-        self._turn = 1 - lane
-        return self._lanes[lane].popleft()
+        if self._child_changes and (not self._starts or self._child_changes_in_a_row < CHILD_CHANGES_IN_A_ROW):
+            self._child_changes_in_a_row += 1
+            return self._child_changes.popleft()
+        self._child_changes_in_a_row = 0
+        return self._starts.popleft()
 
 
 class ReconcileQueue:
@@ -110,7 +116,7 @@ class ReconcileQueue:
                     self._put(key)
 
     def _put(self, key: Key) -> None:
-        self._lanes.put(key, int(self._waiting[key] in CHILD_CHANGES))
+        self._lanes.put(key, child_change=self._waiting[key] in CHILD_CHANGES)
 
     def _retry_later(self, key: Key, trigger: str, error: Exception) -> None:
         now = time.monotonic()
