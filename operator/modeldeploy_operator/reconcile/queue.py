@@ -6,11 +6,11 @@ failure is retried with a growing delay for a bounded time instead of waiting fo
 after that the resync is the backstop. A permanent one is not retried: the next spec change runs it again.
 
 Two lanes. A child's change (a Deployment now Ready, a pod crash-looping, an HPA's scale) mostly needs a status
-write or nothing, and waits in a lane of its own, served first; everything else (a spec change, the start, the resync, a
-retry, a wave) in the other, which still gets one key in every CHILD_CHANGES_IN_A_ROW + 1 while it waits. In one
-first-in, first-out line, a burst of new ModelDeployments kept the status of those already serving from saying
-Ready for minutes; the two lanes served in turn still lagged by a minute, as each of a child's changes waited for
-a start, the slow kind (docs/benchmarks.md, "Each object's time, step by step").
+write or nothing, and waits in a lane of its own, served first; everything else (a spec change, the start, the
+resync, a retry, a wave) in the other, which still gets one key in every CHILD_CHANGES_IN_A_ROW + 1 while it
+waits. In one first-in, first-out line, a burst of new ModelDeployments kept the status of those already serving
+from saying Ready for minutes; the two lanes served in turn still lagged by a minute, as each of a child's changes
+waited for a start, the slow kind (docs/benchmarks.md, "Each object's time, step by step").
 """
 
 import asyncio
