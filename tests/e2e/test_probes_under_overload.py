@@ -83,6 +83,12 @@ def test_a_flooded_replica_answers_429_and_keeps_passing_its_probes(
             "get", "events", "-n", namespace, "-o", "json",
             "--field-selector", f"involvedObject.name={pod['metadata']['name']},reason=Unhealthy",
         )  # fmt: skip
-        failed_probes = [event["message"] for event in json.loads(events.stdout)["items"]]
+        # The startup probe fails until the server listens, which is what it is for, and stops once it passes,
+        # before the flood: only the readiness and liveness probes say how the replica bore the load.
+        failed_probes = [
+            event["message"]
+            for event in json.loads(events.stdout)["items"]
+            if not event["message"].startswith("Startup probe failed")
+        ]
         assert failed_probes == [], f"probes failed under load: {failed_probes}"
     assert is_ready(status_of(cluster, namespace, name))

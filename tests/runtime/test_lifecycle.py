@@ -87,7 +87,10 @@ def test_sigterm_fails_readiness_but_serves_through_the_shutdown_delay(
         assert time.monotonic() - signalled < 30, "still admitting long after the delay"
         time.sleep(0.05)
     assert time.monotonic() - signalled >= 3
-    assert server.terminate(timeout_s=30) == 0
+    # On its own, after the one SIGTERM: a second one sent while it still shuts down is re-raised by uvicorn at its
+    # exit, and a slow machine turns that race into an exit by signal.
+    assert server.process.wait(timeout=30) == 0
+    server.terminate()
 
 
 def test_corrupt_model_keeps_serving_probes_with_the_reason(mlp: tuple[Path, object], model_dir: Path) -> None:
