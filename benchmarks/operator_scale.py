@@ -589,8 +589,8 @@ class ClusterCpu:
             for name, pid in self._pids.items()
         }
 
-    def seconds(self) -> float:
-        return sum(self.by_process().values())
+    def since(self, before: dict[str, float]) -> dict[str, float]:
+        return {name: seconds - before[name] for name, seconds in self.by_process().items()}
 
 
 def operator_usage(operator: LocalOperator) -> ProcessUsage:
@@ -649,8 +649,12 @@ class FloorResult:
     created: Milestone
     ready: Milestone
     writes: Counter[RequestKind]  # during the run, by every client
-    cluster_cpu_seconds: float  # the control plane's and KWOK's, until all were Ready
+    cluster_cpu: dict[str, float]  # seconds by process: the control plane's and KWOK's, until all were Ready
     controllers: Stage  # each Deployment from seen to seen Ready
+
+    @property
+    def cluster_cpu_seconds(self) -> float:
+        return sum(self.cluster_cpu.values())
 
 
 @dataclass(frozen=True)
@@ -661,12 +665,16 @@ class OperatorResult:
     ready: Milestone
     usage: ProcessUsage  # peak RSS of the process's life; CPU of the run alone
     writes: Counter[RequestKind]  # during the run, by every client
-    cluster_cpu_seconds: float  # the control plane's and KWOK's, until all were Ready (the operator's not included)
+    cluster_cpu: dict[str, float]  # as FloorResult's (the operator's not included)
     operator_events: int
     steady_state_writes: Counter[RequestKind]
     reconciles: float
     reconcile_errors: float
     stages: tuple[Stage, ...]  # each ModelDeployment from seen to Ready, step by step
+
+    @property
+    def cluster_cpu_seconds(self) -> float:
+        return sum(self.cluster_cpu.values())
 
 
 def since(before: Counter[RequestKind], after: Counter[RequestKind]) -> Counter[RequestKind]:
@@ -715,7 +723,7 @@ async def floor_run(
         progress_by_path[md_path] = statuses_written = Progress(n, reconciled)
         ready_goal = Goal("the floor's Ready Deployments and written statuses", (deployments, statuses_written), True)
     async with watching(api, progress_by_path) as watches:
-        before, cpu_before = await api.write_requests(), cluster_cpu.seconds()
+        before, cpu_before = await api.write_requests(), cluster_cpu.by_process()
         requests = [
             request for index in range(n) for request in floor_requests(namespace, index, with_model_deployments)
         ]
@@ -729,7 +737,7 @@ async def floor_run(
         limit_s = settings.phase_timeout_s
         created = await watches.until(Goal("the floor's objects", (deployments, services)), started, limit_s)
         ready = await watches.until(ready_goal, started, limit_s)
-        writes, cpu = since(before, await api.write_requests()), cluster_cpu.seconds() - cpu_before
+        writes, cpu = since(before, await api.write_requests()), cluster_cpu.since(cpu_before)
     what = "floor with ModelDeployments" if with_model_deployments else "floor"
     log(f"N={n} {what}: all created at {created} s, all Ready at {ready} s")
     controllers = Stage.between("Deployment seen -> Ready", deployments.seen, deployments.done)
@@ -764,13 +772,13 @@ async def operator_run(
     ) as operator:
         async with watching(api, progress_by_path) as watches:
             before, usage_before = await api.write_requests(), operator_usage(operator)
-            cpu_before = cluster_cpu.seconds()
+            cpu_before = cluster_cpu.by_process()
             requests = [(paths[2], model_deployment_manifest(index)) for index in range(n)]
             started, _ = await create_all(api, requests, settings.concurrency)
             created = await watches.until(Goal("the operator's children", (deployments, services)), started, limit_s)
             ready_goal = Goal("Ready ModelDeployments", (model_deployments,), done=True)
             ready = await watches.until(ready_goal, started, limit_s)
-            cpu = cluster_cpu.seconds() - cpu_before
+            cpu = cluster_cpu.since(cpu_before)
             await asyncio.sleep(SETTLE_SECONDS)
             writes, usage = since(before, await api.write_requests()), operator_usage(operator)
         log(f"N={n} operator: all created at {created} s, all Ready at {ready} s")
@@ -795,7 +803,7 @@ async def operator_run(
         ready=ready,
         usage=ProcessUsage(usage.peak_rss_bytes, usage.cpu_seconds - usage_before.cpu_seconds),
         writes=writes,
-        cluster_cpu_seconds=cpu,
+        cluster_cpu=cpu,
         operator_events=operator_events,
         steady_state_writes=+steady,
         reconciles=reconciles,
@@ -929,6 +937,26 @@ def writes_rows(n: int, floor: FloorResult, operator: OperatorResult) -> list[li
     return [*rows, total]
 
 
+CPU_COLUMNS = ("N", "unrelated pods", "process", "floor s", "floor with ModelDeployments s", "operator run s")
+
+
+def cpu_rows(
+    n: int, floor: FloorResult, resource_floor: FloorResult | None, operator: OperatorResult
+) -> list[list[str]]:
+    """The control plane's CPU by process in each run: which of its parts the operator's requests cost."""
+
+    def cell(run: FloorResult | OperatorResult | None, process: str | None) -> str:
+        if run is None:
+            return "-"
+        return f"{run.cluster_cpu[process] if process else run.cluster_cpu_seconds:.1f}"
+
+    runs = (floor, resource_floor, operator)
+    return [
+        [str(n), str(operator.unrelated_pods), process or "all", *(cell(run, process) for run in runs)]
+        for process in [*sorted(operator.cluster_cpu), None]
+    ]
+
+
 def operator_details(n: int, floor: FloorResult, operator: OperatorResult) -> str:
     """What the table's cells cannot hold: the operator's own counters, any steady-state write, and where each
     object's time went."""
@@ -984,6 +1012,11 @@ class Report:
             render_markdown(RESOURCE_FLOOR_COLUMNS, resource_floor),
         ]
         writes = [row for n, floor, operator in self.results for row in writes_rows(n, floor, operator)]
+        cpu = [
+            row
+            for n, floor, operator in self.results
+            for row in cpu_rows(n, floor, self.resource_floors.get(n), operator)
+        ]
         notes = "\n".join(
             [
                 "Seconds from the first create; >T (k/N, last at L): gave up after T s with k of N there, the last",
@@ -1000,6 +1033,7 @@ class Report:
                 render_text(SUMMARY_COLUMNS, summary),
                 *resource_floor_text,
                 render_text(WRITES_COLUMNS, writes),
+                render_text(CPU_COLUMNS, cpu),
                 notes,
                 "Markdown:",
                 self.conditions,
@@ -1007,6 +1041,8 @@ class Report:
                 *(resource_floor_markdown if resource_floor else []),
                 "Write requests per ModelDeployment, by request:",
                 render_markdown(WRITES_COLUMNS, writes),
+                "The control plane's CPU by process, until all were Ready:",
+                render_markdown(CPU_COLUMNS, cpu),
                 notes,
             ]
         )

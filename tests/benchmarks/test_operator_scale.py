@@ -64,7 +64,7 @@ def _operator_result(writes: Counter, operator_events: int, ready: object | None
         ready=ready or _seconds(2.0),
         usage=bench.ProcessUsage(100_000_000, 1.5),
         writes=writes,
-        cluster_cpu_seconds=90.0,
+        cluster_cpu={"kube-apiserver": 80.0, "etcd": 10.0},
         operator_events=operator_events,
         steady_state_writes=Counter(),
         reconciles=0.0,
@@ -213,7 +213,7 @@ def test_the_operator_waits_twice_the_floor_within_the_phase_timeout() -> None:
             created=_seconds(1.0),
             ready=_seconds(ready),
             writes=Counter(),
-            cluster_cpu_seconds=60.0,
+            cluster_cpu={"kube-apiserver": 50.0, "etcd": 10.0},
             controllers=NO_STAGE,
         )
 
@@ -225,7 +225,11 @@ def test_the_operator_waits_twice_the_floor_within_the_phase_timeout() -> None:
 
 def test_summary_row_and_markdown() -> None:
     floor = bench.FloorResult(
-        created=_seconds(10.0), ready=_seconds(200.0), writes=Counter(), cluster_cpu_seconds=60.0, controllers=NO_STAGE
+        created=_seconds(10.0),
+        ready=_seconds(200.0),
+        writes=Counter(),
+        cluster_cpu={"kube-apiserver": 50.0, "etcd": 10.0},
+        controllers=NO_STAGE,
     )
     writes = Counter({("", "services", "", "APPLY"): 100, (bench.GROUP, bench.PLURAL, "status", "PATCH"): 300})
     row = bench.summary_row(100, floor, _operator_result(writes, operator_events=100, ready=_seconds(300.0)))
@@ -239,11 +243,24 @@ def test_summary_row_and_markdown() -> None:
     assert stuck[6:8] == [">480 (85/100)", ">2.40x"]
     resource_floor = bench.FloorResult(
         created=_seconds(20.0), ready=_seconds(250.0), writes=Counter({("", "services", "", "POST"): 200}),
-        cluster_cpu_seconds=75.0, controllers=NO_STAGE,
+        cluster_cpu={"kube-apiserver": 64.0, "etcd": 11.0}, controllers=NO_STAGE,
     )  # fmt: skip
     assert bench.resource_floor_row(100, floor, resource_floor, _operator_result(writes, 100, _seconds(300.0))) == [
         "100", "200.0", "250.0", "300.0", "60 / 75 / 90", "0.00 / 2.00 / 4.00", "1.20x",
     ]  # fmt: skip
+    assert bench.cpu_rows(100, floor, resource_floor, _operator_result(writes, 100)) == [
+        ["100", "0", "etcd", "10.0", "11.0", "10.0"],
+        ["100", "0", "kube-apiserver", "50.0", "64.0", "80.0"],
+        ["100", "0", "all", "60.0", "75.0", "90.0"],
+    ]
+    assert bench.cpu_rows(100, floor, None, _operator_result(writes, 100))[-1] == [
+        "100",
+        "0",
+        "all",
+        "60.0",
+        "-",
+        "90.0",
+    ]
 
 
 def test_bad_arguments_name_the_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -295,6 +312,9 @@ def test_a_tiny_run_end_to_end() -> None:
         assert cells[-1].strip() == "0", "writes at steady state"
     (resource_floor,) = [cells for cells in rows if len(cells) == len(bench.RESOURCE_FLOOR_COLUMNS)]
     assert not any(">" in cell for cell in resource_floor), "a floor with ModelDeployments that gave up"
+    cpu = {(cells[1].strip(), cells[2].strip()): cells[3:] for cells in rows if len(cells) == len(bench.CPU_COLUMNS)}
+    assert {process for _, process in cpu} >= {"kube-apiserver", "etcd", "kube-controller-manager", "all"}
+    assert all(float(seconds) > 0 for seconds in cpu[("0", "all")]), "each run's control-plane CPU"
     assert "30 unrelated pods on 1 KWOK CPU nodes" in printed
     assert "Kubernetes' defaults (20 QPS, burst 30)" in printed
     assert f"at its defaults, {IN_FLIGHT}." in printed
