@@ -12,6 +12,9 @@ temporary directory and always stops it. For each N, in this one run and on this
    operator process's peak RSS and CPU seconds; the apiserver write requests it caused, per ModelDeployment;
    then the writes during a quiet period (expected: none).
 
+Each run also reports the CPU that each process of the control plane (and KWOK) spent until all were Ready, and
+the write requests by kind: where the work the operator's requests cause goes.
+
 With --floor-with-model-deployments, each N also gets a second floor: the same children, and besides them the
 N ModelDeployments (stored and validated, reconciled by nobody) with the first status the operator would write
 for each. That is what any operator of this resource must cost the control plane beyond the plain floor, with
