@@ -10,6 +10,10 @@ server's connections and reads the state uvicorn's HTTP protocol keeps anyway: a
 its current request has no request-response cycle yet. A wait is known by the cycle before it, so one that goes on
 from one sweep to the next is the same wait; it is cut once it has lasted the deadline (measured from the sweep that
 first saw it: cut between one and one and a bit deadlines after it began).
+
+A cut connection is closed the way nginx's lingering close does it: the 408, then our end of the stream, then what
+the client still sends is read and dropped until it closes too (or LINGER_S pass). Closing a socket that has unread
+bytes (a slowloris sends one every moment) sends a reset, which can reach the client before the 408 and lose it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from uvicorn.server import ServerState
 # Sweeps per deadline: a wait is cut at most a tenth of the deadline (and one sweep) late.
 SWEEPS_PER_DEADLINE = 10
 _MESSAGE = b"the request headers did not arrive in time"
+# How long a cut connection is read and dropped, waiting for the client to close it, before it is closed anyway.
+LINGER_S = 2.0
 
 
 class HeaderDeadline:
@@ -63,7 +69,29 @@ class HeaderDeadline:
                 b"connection: close",
             ]
             transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + _MESSAGE)
-        transport.close()
+        if not transport.can_write_eof():  # TLS: no half-close
+            transport.close()
+            return
+        transport.set_protocol(_Lingering(transport))
+        # uvicorn forgets the connection as if the client had gone; given an error, it leaves the transport open.
+        connection.connection_lost(ConnectionAbortedError("the request headers did not arrive in time"))
+        transport.write_eof()
+
+
+class _Lingering(asyncio.Protocol):
+    """A cut connection's last moments: what the client still sends is dropped until it closes or LINGER_S pass."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._closing = asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> None:
+        """Returning None lets asyncio close the transport: the client has closed its end."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing.cancel()
 
 
 def _waits_for_headers(connection: HttpToolsProtocol) -> bool:

@@ -84,9 +84,9 @@ def header_deadline_server(mlp: tuple[Path, object], model_dir: Path) -> Iterato
     server.terminate()
 
 
-async def dribbled_until_cut(port: int, head: bytes) -> tuple[bytes, float]:
-    """Sends `head`, then one more header byte every 0.1 s until the server ends the connection; returns what the
-    server answered and how long after connecting."""
+async def dribbled_until_cut(port: int, head: bytes, every_s: float = 0.1) -> tuple[bytes, float]:
+    """Sends `head`, then one more header byte every `every_s` until the server ends the connection; returns what
+    the server answered and how long after connecting."""
     connected = time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
 
@@ -96,7 +96,7 @@ async def dribbled_until_cut(port: int, head: bytes) -> tuple[bytes, float]:
             while True:
                 writer.write(b"a")
                 await writer.drain()
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(every_s)
 
     dribbling = asyncio.create_task(dribble())
     try:
@@ -131,6 +131,16 @@ async def test_a_client_dribbling_its_headers_is_cut_at_the_header_deadline(
     assert await asyncio.wait_for(silent_reader.read(), 30) == b""  # closed without a word
     assert time.monotonic() - silent_since >= HEADER_DEADLINE_S
     silent_writer.close()
+
+
+async def test_a_client_still_sending_when_cut_reads_its_408(header_deadline_server: RuntimeServer) -> None:
+    """Bytes as fast as the loop sends them: the server cuts with the clients' bytes still arriving. A plain close
+    then resets the connection, and the reset lost the 408 (ConnectionResetError here); the lingering close drops
+    what they send until they close."""
+    head = b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+    cut = await asyncio.gather(*(dribbled_until_cut(header_deadline_server.port, head, 0) for _ in range(20)))
+    for answer, _ in cut:
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
 
 
 def test_a_header_number_with_a_non_ascii_digit_is_a_400(mlp_server: RuntimeServer, client: httpx.Client) -> None:
