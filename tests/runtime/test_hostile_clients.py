@@ -84,14 +84,17 @@ def header_deadline_server(mlp: tuple[Path, object], model_dir: Path) -> Iterato
     server.terminate()
 
 
-async def dribbled_until_cut(port: int, head: bytes, every_s: float = 0.1) -> tuple[bytes, float]:
-    """Sends `head`, then one more header byte every `every_s` until the server ends the connection; returns what
+SLOW_HEAD = b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "  # a header never ended
+
+
+async def dribbled_until_cut(port: int, every_s: float = 0.1) -> tuple[bytes, float]:
+    """Sends SLOW_HEAD, then one more header byte every `every_s` until the server ends the connection; returns what
     the server answered and how long after connecting."""
     connected = time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
 
     async def dribble() -> None:
-        writer.write(head)
+        writer.write(SLOW_HEAD)
         with contextlib.suppress(ConnectionError):
             while True:
                 writer.write(b"a")
@@ -114,10 +117,9 @@ async def test_a_client_dribbling_its_headers_is_cut_at_the_header_deadline(
     the deadline has passed (408 when it sent something), while a kept-alive client is served throughout (before:
     they held their connections for as long as they kept sending)."""
     port = header_deadline_server.port
-    head = b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
     silent_reader, silent_writer = await asyncio.open_connection("127.0.0.1", port)
     silent_since = time.monotonic()
-    slow = [asyncio.create_task(dribbled_until_cut(port, head)) for _ in range(20)]
+    slow = [asyncio.create_task(dribbled_until_cut(port)) for _ in range(20)]
     answered = []
     async with httpx.AsyncClient(timeout=30.0) as client:  # one connection, kept alive past the deadline
         while not all(task.done() for task in slow):
@@ -137,8 +139,7 @@ async def test_a_client_still_sending_when_cut_reads_its_408(header_deadline_ser
     """Bytes as fast as the loop sends them: the server cuts with the clients' bytes still arriving. A plain close
     then resets the connection, and the reset lost the 408 (ConnectionResetError here); the lingering close drops
     what they send until they close."""
-    head = b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
-    cut = await asyncio.gather(*(dribbled_until_cut(header_deadline_server.port, head, 0) for _ in range(20)))
+    cut = await asyncio.gather(*(dribbled_until_cut(header_deadline_server.port, 0) for _ in range(20)))
     for answer, _ in cut:
         assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
 
